@@ -1,0 +1,47 @@
+# choreo — every target creates .venv itself on a fresh clone (needs only Python 3.11+ and make).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SERVICE ?=
+ARGS ?=
+
+.PHONY: install dev test run register-schemas replay-dlq graph bench lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "choreo needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,test,lint]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/choreo dev
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+run: $(STAMP)
+	@test -n "$(SERVICE)" || (echo "usage: make run SERVICE=<name or package.module:attr>" >&2; exit 2)
+	$(BIN)/choreo run $(SERVICE)
+
+register-schemas: $(STAMP)
+	$(BIN)/choreo schemas register
+
+replay-dlq: $(STAMP)
+	@test -n "$(SERVICE)" || (echo "usage: make replay-dlq SERVICE=<name> [ARGS='--key ...']" >&2; exit 2)
+	$(BIN)/choreo dlq replay $(SERVICE) $(ARGS)
+
+graph: $(STAMP)
+	$(BIN)/choreo graph
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check choreo services tests
+
+clean:
+	rm -rf $(VENV) .choreo .pytest_cache

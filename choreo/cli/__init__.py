@@ -1,0 +1,1 @@
+"""The `choreo` command line (Typer + Rich). Each module holds one command group."""

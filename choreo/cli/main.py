@@ -1,0 +1,35 @@
+"""Entry point of the `choreo` console script: wires each command module into one Typer app."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from choreo.cli import broker as broker_cmd
+from choreo.cli import registry as registry_cmd
+from choreo.cli import schemas as schemas_cmd
+
+app = typer.Typer(
+    name="choreo",
+    help="Event choreography on Kafka: run the stack, services, schemas and dead letters.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("broker")(broker_cmd.broker)
+app.command("registry")(registry_cmd.registry)
+app.add_typer(schemas_cmd.app, name="schemas")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("CHOREO_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    app()
+
+
+if __name__ == "__main__":
+    main()

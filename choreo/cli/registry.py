@@ -1,0 +1,3 @@
+"""`choreo registry` — placeholder until the registry server lands."""
+def registry() -> None:
+    """Run the schema registry."""

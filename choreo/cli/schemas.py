@@ -1,0 +1,3 @@
+"""`choreo schemas` — placeholder."""
+import typer
+app = typer.Typer()
