@@ -1,0 +1,26 @@
+"""Prometheus metrics (SPEC §6). Names start with ``choreo_`` and carry ``service`` (+ topic, event_type).
+
+The runtime counts per batch where it can (``inc(n)``), so metrics cost little on the hot path.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONSUMED = Counter("choreo_events_consumed", "Records consumed", ["service", "topic", "event_type"])
+PRODUCED = Counter("choreo_events_produced", "Events produced and acknowledged", ["service", "topic", "event_type"])
+HANDLER_DURATION = Histogram(
+    "choreo_handler_duration_seconds", "Handler run time", ["service", "event_type"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+HANDLER_ERRORS = Counter("choreo_handler_errors", "Handler failures by error type",
+                         ["service", "event_type", "error_type"])
+RETRIES = Counter("choreo_retries", "Events sent to a retry topic", ["service", "topic", "attempt"])
+DEAD_LETTERED = Counter("choreo_dead_lettered", "Events sent to the dead-letter topic",
+                        ["service", "topic", "reason"])
+DUPLICATES = Counter("choreo_duplicates_skipped", "Events skipped as already processed", ["service", "event_type"])
+SKIPPED_POISON = Counter("choreo_poison_records", "Records that could not be decoded", ["service", "topic"])
+CONSUMER_LAG = Gauge("choreo_consumer_lag", "Records behind the high watermark", ["service", "topic", "partition"])
+OUT_OF_ORDER = Counter("choreo_out_of_order_events", "Events seen out of their expected order",
+                       ["service", "event_type"])
+JOBS = Gauge("choreo_jobs", "Jobs by status", ["service", "status"])

@@ -1,0 +1,1 @@
+"""The consumer/producer runtime: turning records into handler calls and handler results into records."""

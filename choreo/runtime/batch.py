@@ -1,0 +1,216 @@
+"""One batch of records through one service: dedupe, decode, handle, emit, then mark and commit.
+
+Contract (at least once, in order per partition):
+1. Records are handled one after another in the order consumed, so a key's events keep partition order.
+2. Emitted events are produced asynchronously and the whole batch is flushed once; only when every
+   record (outputs, retries, dead letters) is acknowledged are inputs marked processed and offsets stored.
+3. A crash anywhere re-runs the batch; deterministic output ids and the idempotency store turn the
+   re-run into skipped duplicates downstream. Transactional handlers commit their state, the
+   processed mark and their outputs (outbox) in one database transaction; a re-delivered one
+   re-sends whatever of its outbox was not acknowledged.
+Idempotency look-ups and marks are one store call per batch, not per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from choreo.context import Context
+from choreo.envelope import Envelope, EnvelopeError, caused_envelope, headers_to_dict, new_id, parse_envelope
+from choreo.errors import ChoreoError, DeserializationError, InfrastructureError
+from choreo.events import Event, EventBinding
+from choreo.idempotency import IdempotencyStore, OutboxRecord
+from choreo.kafka.producer import OutgoingRecord, ReliableProducer
+from choreo.observability import metrics
+from choreo.runtime.failures import FailurePolicy
+from choreo.runtime.invoke import build_chain
+from choreo.serde.avro import AvroEventSerde
+from choreo.service import BoundService, Handler, HandlerSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Item:
+    message: Message
+    envelope: Envelope
+    binding: EventBinding
+    spec: HandlerSpec
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch did; offsets are stored by the caller only after :meth:`BatchProcessor.finish`."""
+
+    offsets: list[TopicPartition] = field(default_factory=list)
+    handled: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    emitted: int = 0
+
+
+class BatchProcessor:
+    """Runs batches for one bound service. Owns no Kafka consumer; uses the producer and store given.
+
+    Thread-safety: one instance per consumer thread.
+    """
+
+    def __init__(self, bound: BoundService, *, serde: AvroEventSerde, producer: ReliableProducer,
+                 store: IdempotencyStore, failures: FailurePolicy, loop: asyncio.AbstractEventLoop) -> None:
+        self.bound = bound
+        self.service = bound.name
+        self.serde = serde
+        self.producer = producer
+        self.store = store
+        self.failures = failures
+        self._chains: dict[str, Handler] = {
+            type_name: build_chain(spec, loop, bound.service.middleware)
+            for type_name, (_, spec) in bound.inputs.items()
+        }
+
+    # -- the batch -------------------------------------------------------------------------------
+
+    def process(self, messages: Sequence[Message]) -> BatchOutcome:
+        """Handle ``messages`` and queue every resulting record; the caller then calls :meth:`finish`."""
+        outcome = BatchOutcome(offsets=self._next_offsets(messages))
+        items = self._parse(messages)
+        seen = self.store.seen(self.service, [item.envelope.event_id for item in items]) if items else set()
+        self._marks: list[str] = []
+        self._outbox_sent: list[str] = []
+        redelivered_tx: list[str] = []
+        for item in items:
+            event_id = item.envelope.event_id
+            if event_id in seen:
+                outcome.duplicates += 1
+                metrics.DUPLICATES.labels(self.service, item.binding.type_name).inc()
+                log.debug("duplicate skipped service=%s event_id=%s", self.service, event_id)
+                if item.spec.transactional:
+                    redelivered_tx.append(event_id)
+                continue
+            seen.add(event_id)  # the same id twice in one batch is a duplicate too
+            if self._handle(item):
+                outcome.handled += 1
+            else:
+                outcome.failed += 1
+        if redelivered_tx:
+            self._resend_outbox(redelivered_tx)
+        return outcome
+
+    def finish(self) -> None:
+        """Wait for every queued record's ack, then record what was processed. Raises on any failure."""
+        self.producer.flush()
+        if self._marks:
+            self.store.mark_processed(self.service, self._marks)
+        if self._outbox_sent:
+            self.store.outbox_sent(self.service, self._outbox_sent)
+        self.store.maybe_expire()
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
+        """Offset to commit per partition: one past the last record of the batch."""
+        last: dict[tuple[str, int], int] = {}
+        for message in messages:
+            if message.error() is None:
+                last[(message.topic(), message.partition())] = message.offset()
+        return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
+
+    def _parse(self, messages: Sequence[Message]) -> list[_Item]:
+        items: list[_Item] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error service=%s error=%s", self.service, error)
+                continue
+            try:
+                envelope = parse_envelope(headers_to_dict(message.headers()))
+            except EnvelopeError as exc:
+                self.failures.on_poison(message, DeserializationError(str(exc), record=message), self.producer)
+                continue
+            metrics.CONSUMED.labels(self.service, message.topic(), envelope.event_type).inc()
+            target = self.bound.inputs.get(envelope.event_type)
+            if target is None:
+                continue  # another event type on a shared topic: not ours, nothing to decode
+            items.append(_Item(message, envelope, target[0], target[1]))
+        return items
+
+    def _handle(self, item: _Item) -> bool:
+        """Decode, run the handler chain, queue the outputs. False if the record went to the failure policy."""
+        message = item.message
+        try:
+            event = self.serde.decode(item.binding, message.value())
+        except DeserializationError as exc:
+            exc.record = message
+            self.failures.on_poison(message, exc, self.producer)
+            return False
+        ctx = Context(service=self.service, envelope=item.envelope, topic=message.topic(),
+                      partition=message.partition(), offset=message.offset(), request_id=new_id())
+        chain = self._chains[item.binding.type_name]
+        started = time.perf_counter()
+        try:
+            if item.spec.transactional:
+                self._run_transactional(chain, event, ctx)
+            else:
+                outputs = chain(event, ctx)
+                for record in self._encode_outputs(outputs, ctx):
+                    self.producer.produce(record)
+                self._marks.append(ctx.event_id)
+        except InfrastructureError:
+            raise  # the registry or store is down: not the event's fault; the batch is re-run
+        except Exception as exc:  # noqa: BLE001 - any handler error is routed, never crashes the loop
+            metrics.HANDLER_ERRORS.labels(self.service, item.binding.type_name, type(exc).__name__).inc()
+            self.failures.on_handler_error(message, item.envelope, exc, self.producer)
+            return False
+        finally:
+            metrics.HANDLER_DURATION.labels(self.service, item.binding.type_name).observe(
+                time.perf_counter() - started)
+        return True
+
+    def _run_transactional(self, chain: Handler, event: Event, ctx: Context) -> None:
+        with self.store.transaction(self.service) as tx:
+            ctx.tx = tx
+            records = self._encode_outputs(chain(event, ctx), ctx)
+            tx.record(ctx.event_id, [
+                OutboxRecord(topic=r.topic, key=r.key, value=r.value, headers=r.headers, event_id=event_id)
+                for r, event_id in records_with_ids(records)
+            ])
+        for record in records:
+            self.producer.produce(record)
+        self._outbox_sent.append(ctx.event_id)
+
+    def _encode_outputs(self, outputs: list[Event], ctx: Context) -> list[OutgoingRecord]:
+        """Envelope and encode every emitted event (all before any is produced: all or nothing)."""
+        records: list[OutgoingRecord] = []
+        for position, output in enumerate(outputs):
+            binding = self.bound.output_binding(type(output))
+            key = output.entity_key()
+            envelope = caused_envelope(ctx.envelope, position=position, event_type=binding.type_name,
+                                       source=self.service, subject=key, request_id=ctx.request_id)
+            value = self.serde.encode(binding, output)
+            records.append(OutgoingRecord(binding.topic, key.encode(), value, envelope.to_headers()))
+            metrics.PRODUCED.labels(self.service, binding.topic, binding.type_name).inc()
+        return records
+
+    def _resend_outbox(self, event_ids: list[str]) -> None:
+        pending = self.store.pending_outbox(self.service, event_ids)
+        for event_id, records in pending.items():
+            for record in records:
+                self.producer.produce(OutgoingRecord(record.topic, record.key, record.value, list(record.headers)))
+            self._outbox_sent.append(event_id)
+            log.info("re-sent %d outbox records service=%s event_id=%s", len(records), self.service, event_id)
+
+
+def records_with_ids(records: list[OutgoingRecord]) -> list[tuple[OutgoingRecord, str]]:
+    """Pair each outgoing record with its ``ce_id`` header (the outbox row's id)."""
+    return [(r, next(v.decode() for k, v in r.headers if k == "ce_id")) for r in records]
+
+
+__all__ = ["BatchOutcome", "BatchProcessor", "ChoreoError"]

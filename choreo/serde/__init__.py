@@ -1,0 +1,1 @@
+"""Serde layers: bytes ↔ typed events."""

@@ -1,0 +1,130 @@
+"""Declaring a service: a name (its consumer group) and one handler per event type it reacts to.
+
+    orders = Service("shipping")
+
+    @orders.handler(StockReserved)
+    def ship(event: StockReserved, ctx: Context) -> ShipmentDispatched:
+        return ShipmentDispatched(order_id=event.order_id, ...)
+
+A handler may be ``def`` or ``async def`` and returns (or yields) the events it emits; the runtime
+publishes them, stamps correlation and deterministic ids, and only then marks the input done.
+Decorators only register: a bad declaration fails here, naming the problem; schema binding is checked
+when the service starts (:meth:`Service.bind`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from choreo.context import Context
+from choreo.errors import ConfigError
+from choreo.events import Event, EventBinding, bind
+from choreo.schemas.catalog import SchemaCatalog
+
+HandlerResult: TypeAlias = Event | Iterable[Event] | None
+HandlerFunc: TypeAlias = Callable[
+    [Any, Context], HandlerResult | Awaitable[HandlerResult] | AsyncIterator[Event]
+]
+# The normalized, synchronous form middleware wraps: event + context → list of emitted events.
+Handler: TypeAlias = Callable[[Event, Context], list[Event]]
+Middleware: TypeAlias = Callable[[Handler], Handler]
+
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """One registered handler. ``transactional`` opens a store transaction around the call."""
+
+    event_class: type[Event]
+    func: HandlerFunc
+    transactional: bool = False
+
+    @property
+    def name(self) -> str:
+        return getattr(self.func, "__qualname__", repr(self.func))
+
+    @property
+    def kind(self) -> str:
+        """'async-gen', 'async', 'gen' or 'sync': how the runtime must call it."""
+        if inspect.isasyncgenfunction(self.func):
+            return "async-gen"
+        if inspect.iscoroutinefunction(self.func):
+            return "async"
+        if inspect.isgeneratorfunction(self.func):
+            return "gen"
+        return "sync"
+
+
+@dataclass
+class Service:
+    """A named set of handlers; the name is the consumer group and prefixes its retry/DLQ topics."""
+
+    name: str
+    middleware: Sequence[Middleware] = ()
+    handlers: dict[type[Event], HandlerSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _SERVICE_NAME.match(self.name):
+            raise ConfigError(
+                f"service name {self.name!r} must be lower-case letters, digits, '-' or '_' (max 64)"
+            )
+
+    def handler(self, event_class: type[Event], *, transactional: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Register the decorated function as this service's handler for ``event_class``."""
+        if not (isinstance(event_class, type) and issubclass(event_class, Event)):
+            raise ConfigError(f"{self.name}: @handler needs an Event subclass, got {event_class!r}")
+        if not hasattr(event_class, "avro_name"):
+            raise ConfigError(f"{self.name}: {event_class.__name__} declares no schema")
+
+        def register(func: HandlerFunc) -> HandlerFunc:
+            if event_class in self.handlers:
+                existing = self.handlers[event_class].name
+                raise ConfigError(
+                    f"{self.name}: two handlers for {event_class.__name__} ({existing} and "
+                    f"{getattr(func, '__qualname__', func)}); one event type has one handler per service"
+                )
+            self.handlers[event_class] = HandlerSpec(event_class, func, transactional)
+            return func
+
+        return register
+
+    def bind(self, catalog: SchemaCatalog) -> BoundService:
+        """Resolve every handled event against the schema catalog; ConfigError on any mismatch."""
+        if not self.handlers:
+            raise ConfigError(f"service {self.name!r} declares no handlers")
+        inputs: dict[str, tuple[EventBinding, HandlerSpec]] = {}
+        for event_class, spec in self.handlers.items():
+            binding = bind(event_class, catalog)
+            inputs[binding.type_name] = (binding, spec)
+        return BoundService(self, catalog, inputs)
+
+
+class BoundService:
+    """A service joined to its schemas: what topics it reads and how to bind what it emits."""
+
+    def __init__(self, service: Service, catalog: SchemaCatalog,
+                 inputs: dict[str, tuple[EventBinding, HandlerSpec]]) -> None:
+        self.service = service
+        self.catalog = catalog
+        self.inputs = inputs
+        self._outputs: dict[type[Event], EventBinding] = {}
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({binding.topic for binding, _ in self.inputs.values()})
+
+    def output_binding(self, event_class: type[Event]) -> EventBinding:
+        """Binding of an emitted event's class, checked once and cached."""
+        binding = self._outputs.get(event_class)
+        if binding is None:
+            binding = self._outputs[event_class] = bind(event_class, self.catalog)
+        return binding

@@ -1,0 +1,48 @@
+"""Plain confluent-kafka helpers for tests: read a topic back, produce raw bytes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, Message, Producer
+
+
+def read_topic(kafka_config: dict[str, Any], topic: str, *, until: Callable[[list[Message]], bool],
+               timeout_s: float = 60.0) -> list[Message]:
+    """Consume ``topic`` from the start with a fresh group until ``until(messages)`` holds."""
+    consumer = Consumer({**kafka_config, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 6000, "fetch.wait.max.ms": 10})
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not until(messages):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {len(messages)} records from {topic}; condition not met")
+            for message in consumer.consume(1000, 0.2):
+                if message.error() is None:
+                    messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def count_at_least(n: int) -> Callable[[list[Message]], bool]:
+    return lambda messages: len(messages) >= n
+
+
+def headers_of(message: Message) -> dict[str, str]:
+    return {k: v.decode() for k, v in (message.headers() or []) if v is not None}
+
+
+def produce_raw(kafka_config: dict[str, Any], topic: str, records: list[tuple[bytes | None, bytes | None,
+                list[tuple[str, bytes]]]]) -> None:
+    """Produce (key, value, headers) records as they are, and wait for acks."""
+    producer = Producer({**kafka_config, "partitioner": "murmur2_random", "linger.ms": 5})
+    for key, value, headers in records:
+        producer.produce(topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
