@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ class Settings(BaseSettings):
     schemas_dir: Path = Path("schemas")
     kafka_config: dict[str, str] = Field(default_factory=dict)
 
+    # Idempotency store: how long processed marks are kept, how often expired ones are swept.
+    store_retention: timedelta = timedelta(days=7)
+    store_expire_interval: float = Field(default=60.0, gt=0)
+
     # Topic defaults used by `choreo topics ensure` and the services on start.
     topic_partitions: int = Field(default=8, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
@@ -64,9 +69,11 @@ class Settings(BaseSettings):
             raise ValueError("must name at least one host:port")
         return value.strip()
 
-    def librdkafka(self, **overrides: Any) -> dict[str, Any]:
-        """Base librdkafka config: bootstrap servers, pass-through options, then ``overrides``."""
+    def librdkafka(self, defaults: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+        """librdkafka config, later entries winning: bootstrap servers, choreo's ``defaults``,
+        the user's pass-through options, then ``overrides`` (settings correctness depends on)."""
         config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        config.update(defaults or {})
         config.update(self.kafka_config)
         config.update(kafka_options_from_environ(os.environ))
         config.update(overrides)

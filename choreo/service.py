@@ -23,6 +23,7 @@ from typing import Any, TypeAlias
 from choreo.context import Context
 from choreo.errors import ConfigError
 from choreo.events import Event, EventBinding, bind
+from choreo.retry.policy import RetryPolicy
 from choreo.schemas.catalog import SchemaCatalog
 
 HandlerResult: TypeAlias = Event | Iterable[Event] | None
@@ -43,6 +44,7 @@ class HandlerSpec:
     event_class: type[Event]
     func: HandlerFunc
     transactional: bool = False
+    retry: RetryPolicy | None = None
 
     @property
     def name(self) -> str:
@@ -66,6 +68,7 @@ class Service:
 
     name: str
     middleware: Sequence[Middleware] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     handlers: dict[type[Event], HandlerSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,8 +77,12 @@ class Service:
                 f"service name {self.name!r} must be lower-case letters, digits, '-' or '_' (max 64)"
             )
 
-    def handler(self, event_class: type[Event], *, transactional: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
-        """Register the decorated function as this service's handler for ``event_class``."""
+    def handler(self, event_class: type[Event], *, transactional: bool = False,
+                retry: RetryPolicy | None = None) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Register the decorated function as this service's handler for ``event_class``.
+
+        ``retry`` overrides the service's retry policy for this handler only.
+        """
         if not (isinstance(event_class, type) and issubclass(event_class, Event)):
             raise ConfigError(f"{self.name}: @handler needs an Event subclass, got {event_class!r}")
         if not hasattr(event_class, "avro_name"):
@@ -88,7 +95,7 @@ class Service:
                     f"{self.name}: two handlers for {event_class.__name__} ({existing} and "
                     f"{getattr(func, '__qualname__', func)}); one event type has one handler per service"
                 )
-            self.handlers[event_class] = HandlerSpec(event_class, func, transactional)
+            self.handlers[event_class] = HandlerSpec(event_class, func, transactional, retry)
             return func
 
         return register
@@ -120,7 +127,12 @@ class BoundService:
 
     @property
     def topics(self) -> list[str]:
+        """The domain topics this service reads (its retry topics come from its failure policy)."""
         return sorted({binding.topic for binding, _ in self.inputs.values()})
+
+    def retry_policies(self) -> dict[str, RetryPolicy]:
+        """Per-event-type retry overrides (``ce_type`` → policy)."""
+        return {name: spec.retry for name, (_, spec) in self.inputs.items() if spec.retry is not None}
 
     def output_binding(self, event_class: type[Event]) -> EventBinding:
         """Binding of an emitted event's class, checked once and cached."""

@@ -23,11 +23,12 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 
 from choreo.context import Context
 from choreo.envelope import Envelope, EnvelopeError, caused_envelope, headers_to_dict, new_id, parse_envelope
-from choreo.errors import ChoreoError, DeserializationError, InfrastructureError
+from choreo.errors import DeserializationError, InfrastructureError
 from choreo.events import Event, EventBinding
-from choreo.idempotency import IdempotencyStore, OutboxRecord
+from choreo.idempotency import DuplicateEventError, IdempotencyStore, OutboxRecord
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
 from choreo.observability import metrics
+from choreo.retry.headers import RETRY_NOT_BEFORE, header_int, now_ms
 from choreo.runtime.failures import FailurePolicy
 from choreo.runtime.invoke import build_chain
 from choreo.serde.avro import AvroEventSerde
@@ -44,11 +45,22 @@ class _Item:
     spec: HandlerSpec
 
 
+@dataclass(frozen=True)
+class Pause:
+    """A retry record not yet due: pause its partition and rewind to it until ``due_ms``."""
+
+    topic: str
+    partition: int
+    offset: int
+    due_ms: int
+
+
 @dataclass
 class BatchOutcome:
     """What a batch did; offsets are stored by the caller only after :meth:`BatchProcessor.finish`."""
 
     offsets: list[TopicPartition] = field(default_factory=list)
+    pauses: list[Pause] = field(default_factory=list)
     handled: int = 0
     duplicates: int = 0
     failed: int = 0
@@ -78,8 +90,8 @@ class BatchProcessor:
 
     def process(self, messages: Sequence[Message]) -> BatchOutcome:
         """Handle ``messages`` and queue every resulting record; the caller then calls :meth:`finish`."""
-        outcome = BatchOutcome(offsets=self._next_offsets(messages))
-        items = self._parse(messages)
+        outcome = BatchOutcome()
+        items = self._parse(messages, outcome)
         seen = self.store.seen(self.service, [item.envelope.event_id for item in items]) if items else set()
         self._marks: list[str] = []
         self._outbox_sent: list[str] = []
@@ -113,25 +125,34 @@ class BatchProcessor:
 
     # -- steps -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
-        """Offset to commit per partition: one past the last record of the batch."""
-        last: dict[tuple[str, int], int] = {}
-        for message in messages:
-            if message.error() is None:
-                last[(message.topic(), message.partition())] = message.offset()
-        return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
+    def _parse(self, messages: Sequence[Message], outcome: BatchOutcome) -> list[_Item]:
+        """Envelopes of the records this service handles; fills in offsets to store and pauses.
 
-    def _parse(self, messages: Sequence[Message]) -> list[_Item]:
+        A retry record that is not due yet pauses its partition: it and everything after it in
+        that partition are left for later, and the stored offset stops just before it.
+        """
         items: list[_Item] = []
+        last: dict[tuple[str, int], int] = {}
+        paused: set[tuple[str, int]] = set()
+        now = now_ms()
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error service=%s error=%s", self.service, error)
                 continue
+            position = (message.topic(), message.partition())
+            if position in paused:
+                continue
+            headers = headers_to_dict(message.headers())
+            due = header_int(headers, RETRY_NOT_BEFORE, 0)
+            if due > now:
+                paused.add(position)
+                outcome.pauses.append(Pause(*position, message.offset(), due))
+                continue
+            last[position] = message.offset()
             try:
-                envelope = parse_envelope(headers_to_dict(message.headers()))
+                envelope = parse_envelope(headers)
             except EnvelopeError as exc:
                 self.failures.on_poison(message, DeserializationError(str(exc), record=message), self.producer)
                 continue
@@ -140,6 +161,7 @@ class BatchProcessor:
             if target is None:
                 continue  # another event type on a shared topic: not ours, nothing to decode
             items.append(_Item(message, envelope, target[0], target[1]))
+        outcome.offsets = [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
         return items
 
     def _handle(self, item: _Item) -> bool:
@@ -163,6 +185,11 @@ class BatchProcessor:
                 for record in self._encode_outputs(outputs, ctx):
                     self.producer.produce(record)
                 self._marks.append(ctx.event_id)
+        except DuplicateEventError:
+            # Another member of the group committed this event first (a rebalance race): its
+            # transaction rolled back, so nothing of this run is kept or sent.
+            metrics.DUPLICATES.labels(self.service, item.binding.type_name).inc()
+            return True
         except InfrastructureError:
             raise  # the registry or store is down: not the event's fault; the batch is re-run
         except Exception as exc:  # noqa: BLE001 - any handler error is routed, never crashes the loop
@@ -212,5 +239,3 @@ def records_with_ids(records: list[OutgoingRecord]) -> list[tuple[OutgoingRecord
     """Pair each outgoing record with its ``ce_id`` header (the outbox row's id)."""
     return [(r, next(v.decode() for k, v in r.headers if k == "ce_id")) for r in records]
 
-
-__all__ = ["BatchOutcome", "BatchProcessor", "ChoreoError"]

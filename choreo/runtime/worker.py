@@ -29,7 +29,10 @@ from choreo.idempotency import IdempotencyStore, open_store
 from choreo.kafka.admin import TopicSpec, ensure_topics
 from choreo.kafka.producer import ReliableProducer
 from choreo.runtime.batch import BatchProcessor
-from choreo.runtime.failures import FailurePolicy, LogAndSkip
+from choreo.retry.headers import now_ms
+from choreo.retry.router import RetryRouter
+from choreo.runtime.batch import Pause
+from choreo.runtime.failures import FailurePolicy
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
 
@@ -37,19 +40,21 @@ log = logging.getLogger(__name__)
 
 
 def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[str, Any]:
-    """librdkafka consumer settings for a service's group (pass-through options applied)."""
-    return settings.librdkafka(**{
-        "group.id": group,
+    """librdkafka consumer settings for a service's group.
+
+    Pass-through options (``CHOREO_KAFKA_*``) may change the defaults here, but not the group id or
+    manual offset storing: at-least-once delivery depends on those.
+    """
+    defaults = {
         "enable.auto.commit": True,
         "auto.commit.interval.ms": 1000,
-        "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 4),
         "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         "max.poll.interval.ms": 300000,
-        **overrides,
-    })
+    }
+    return settings.librdkafka(defaults, **{"group.id": group, "enable.auto.offset.store": False, **overrides})
 
 
 class Worker:
@@ -65,17 +70,30 @@ class Worker:
         self.shutdown_timeout_s = shutdown_timeout_s
         self._stop = threading.Event()
         self._store = store
-        self._failures = failures or LogAndSkip(bound.name)
+        self._failures = failures or RetryRouter(bound.name, bound.service.retry,
+                                                 policies=bound.retry_policies())
+        self._paused: dict[TopicPartition, int] = {}  # retry partitions waiting for their head's due time
         self.ready = threading.Event()
         self.batches = 0
+        self.handled = 0
+        self.duplicates = 0
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and shut down (thread-safe, idempotent)."""
         self._stop.set()
 
+    def subscribed_topics(self) -> list[str]:
+        """Domain topics plus this service's retry topics (never its DLQ: that only replay reads)."""
+        retry_topics = [t for t in self._failure_topics() if not t.endswith(".dlq")]
+        return sorted(set(self.bound.topics) | set(retry_topics))
+
+    def _failure_topics(self) -> list[str]:
+        topics = getattr(self._failures, "topics", None)
+        return list(topics()) if callable(topics) else []
+
     def ensure_topics(self) -> None:
-        """Create the topics this service reads and every catalog topic it may emit to."""
-        topics = set(self.bound.topics) | set(self.bound.catalog.topics())
+        """Create the topics this service reads, its retry/DLQ topics and every catalog topic it may emit to."""
+        topics = set(self.bound.topics) | set(self.bound.catalog.topics()) | set(self._failure_topics())
         ensure_topics(self.settings.librdkafka(), [
             TopicSpec(t, self.settings.topic_partitions, self.settings.topic_replication_factor) for t in topics
         ])
@@ -90,8 +108,9 @@ class Worker:
         processor = BatchProcessor(self.bound, serde=AvroEventSerde(registry), producer=producer,
                                    store=store, failures=self._failures, loop=loop)
         consumer = Consumer(consumer_config(self.settings, self.bound.name))
-        consumer.subscribe(self.bound.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
-        log.info("service %s consuming %s", self.bound.name, ", ".join(self.bound.topics))
+        topics = self.subscribed_topics()
+        consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("service %s consuming %s", self.bound.name, ", ".join(topics))
         try:
             self._loop(consumer, processor)
         finally:
@@ -100,7 +119,8 @@ class Worker:
 
     def _loop(self, consumer: Consumer, processor: BatchProcessor) -> None:
         while not self._stop.is_set():
-            messages = consumer.consume(self.batch_size, self.poll_timeout_s)
+            self._resume_due(consumer)
+            messages = consumer.consume(self.batch_size, self._poll_timeout())
             if not messages:
                 processor.producer.poll()
                 continue
@@ -122,7 +142,35 @@ class Worker:
                 backoff_s = min(backoff_s * 2, 5.0)
         if outcome.offsets:
             consumer.store_offsets(offsets=outcome.offsets)
+        for pause in outcome.pauses:
+            self._pause(consumer, pause)
         self.batches += 1
+        self.handled += outcome.handled
+        self.duplicates += outcome.duplicates
+
+    def _pause(self, consumer: Consumer, pause: Pause) -> None:
+        """Hold one retry partition at its not-yet-due head; every other partition keeps flowing."""
+        partition = TopicPartition(pause.topic, pause.partition, pause.offset)
+        consumer.pause([partition])
+        consumer.seek(partition)
+        self._paused[TopicPartition(pause.topic, pause.partition)] = pause.due_ms
+
+    def _resume_due(self, consumer: Consumer) -> None:
+        if not self._paused:
+            return
+        now = now_ms()
+        due = [tp for tp, due_ms in self._paused.items() if due_ms <= now]
+        if due:
+            consumer.resume(due)
+            for tp in due:
+                del self._paused[tp]
+
+    def _poll_timeout(self) -> float:
+        """Wake up in time for the earliest paused retry, so delays are kept to the millisecond."""
+        if not self._paused:
+            return self.poll_timeout_s
+        wait_s = (min(self._paused.values()) - now_ms()) / 1000
+        return max(0.0, min(self.poll_timeout_s, wait_s))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned service=%s partitions=%s", self.bound.name,
@@ -131,6 +179,8 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Runs inside consume(): the previous batch is finished and its offsets stored.
+        for tp in partitions:
+            self._paused.pop(TopicPartition(tp.topic, tp.partition), None)
         log.info("revoked service=%s partitions=%s", self.bound.name,
                  [(p.topic, p.partition) for p in partitions])
         self._commit(consumer)

@@ -75,7 +75,7 @@ class AvroEventSerde:
                     f"{binding.type_name}: the registry refused the schema for subject "
                     f"{binding.schema.subject}: {exc}", topic=binding.topic, key=event.entity_key()) from exc
             raise InfrastructureError(f"schema registry unavailable: {exc}") from exc
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise EventValidationError(
                 f"{binding.type_name}: {self._explain(binding, event, exc)}", topic=binding.topic, key=event.entity_key()
             ) from exc

@@ -1,0 +1,226 @@
+"""The embedded store: one SQLite file per service under ``CHOREO_STATE_DIR`` (WAL, ``synchronous=NORMAL``).
+
+The connection runs in autocommit mode (``isolation_level=None``) and every write opens ``BEGIN IMMEDIATE``
+itself: the write lock is taken up front (no lock upgrade that can fail half-way), and DDL the handler runs
+inside ``transaction()`` is part of the transaction too (Python's implicit transactions leave DDL out).
+
+Thread-safety: one store per consumer thread. The connection is opened with ``check_same_thread=False`` only
+so a store may be handed over — opened by the service's main thread, used by its consumer thread, closed on
+shutdown — which the default check forbids. Concurrent use from two threads is not supported.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from choreo.errors import InfrastructureError
+from choreo.idempotency.base import (
+    DEFAULT_EXPIRE_INTERVAL,
+    DEFAULT_RETENTION,
+    Dialect,
+    DuplicateEventError,
+    ExpiryMixin,
+    OutboxRecord,
+    chunks,
+    decode_headers,
+    encode_headers,
+    require_aware,
+    unique,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 500  # ids per statement: far below SQLite's variable limit, large enough to amortise a round trip
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS choreo_processed (
+    service      TEXT    NOT NULL,
+    event_id     TEXT    NOT NULL,
+    processed_at INTEGER NOT NULL,          -- epoch milliseconds, UTC
+    PRIMARY KEY (service, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS choreo_processed_expiry ON choreo_processed (service, processed_at);
+CREATE TABLE IF NOT EXISTS choreo_outbox (
+    service        TEXT    NOT NULL,
+    input_event_id TEXT    NOT NULL,        -- the event whose handling produced this output
+    seq            INTEGER NOT NULL,        -- position among that event's outputs
+    event_id       TEXT    NOT NULL,        -- the output's own ce_id
+    topic          TEXT    NOT NULL,
+    key            BLOB,
+    value          BLOB    NOT NULL,
+    headers        TEXT    NOT NULL,        -- JSON [[name, base64 | null], ...]
+    created_at     INTEGER NOT NULL,
+    PRIMARY KEY (service, input_event_id, seq)
+);
+CREATE INDEX IF NOT EXISTS choreo_outbox_event ON choreo_outbox (service, event_id);
+CREATE INDEX IF NOT EXISTS choreo_outbox_expiry ON choreo_outbox (service, created_at);
+"""
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+class SQLiteTransaction:
+    """``StoreTransaction`` over the store's own connection (see ``SQLiteStore.transaction``)."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, connection: sqlite3.Connection, service: str, clock: Callable[[], datetime]) -> None:
+        self.connection = connection
+        self.service = service
+        self._clock = clock
+
+    def record(self, event_id: str, outputs: Sequence[OutboxRecord] = ()) -> None:
+        _require_open_transaction(self.connection)
+        now = _epoch_ms(self._clock())
+        try:
+            self.connection.execute(
+                "INSERT INTO choreo_processed (service, event_id, processed_at) VALUES (?, ?, ?)",
+                (self.service, event_id, now),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateEventError(self.service, event_id) from None
+        self.connection.executemany(
+            "INSERT INTO choreo_outbox (service, input_event_id, seq, event_id, topic, key, value, headers,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (self.service, event_id, seq, out.event_id, out.topic, out.key, out.value,
+                 encode_headers(out.headers), now)
+                for seq, out in enumerate(outputs)
+            ],
+        )
+
+
+def _require_open_transaction(connection: sqlite3.Connection) -> None:
+    # A handler that commits tx.connection itself would split its state change from the mark: refuse.
+    if not connection.in_transaction:
+        raise RuntimeError("the handler ended the store transaction; never commit tx.connection yourself")
+
+
+class SQLiteStore(ExpiryMixin):
+    """``IdempotencyStore`` in one SQLite file. See the module docstring for threading."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        service: str = "",
+        retention: timedelta = DEFAULT_RETENTION,
+        expire_interval: float = DEFAULT_EXPIRE_INTERVAL,
+        clock: Callable[[], datetime] = utc_now,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self._init_expiry(service, retention, expire_interval, clock)
+        self.path = str(path)
+        self._depth = 0  # > 0 while a transaction of ours is open
+        try:
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise InfrastructureError(f"cannot open the SQLite store {self.path}: {exc}") from exc
+        log.debug("opened SQLite store", extra={"service": service, "path": self.path})
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; inside ``transaction()`` the store's calls join the open one instead."""
+        if self._depth:
+            yield self._conn
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                self._conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._depth -= 1
+
+    def seen(self, service: str, event_ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for part in chunks(unique(event_ids), _CHUNK):
+            rows = self._conn.execute(
+                "SELECT event_id FROM choreo_processed"
+                f" WHERE service = ? AND event_id IN ({_placeholders(len(part))})",
+                (service, *part),
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def mark_processed(self, service: str, event_ids: Iterable[str]) -> None:
+        ids = unique(event_ids)
+        if not ids:
+            return
+        now = _epoch_ms(self._clock())
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO choreo_processed (service, event_id, processed_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                [(service, event_id, now) for event_id in ids],
+            )
+
+    @contextmanager
+    def transaction(self, service: str) -> Iterator[SQLiteTransaction]:
+        with self._write() as conn:
+            yield SQLiteTransaction(conn, service, self._clock)
+            _require_open_transaction(conn)
+
+    def pending_outbox(self, service: str, event_ids: Iterable[str]) -> dict[str, list[OutboxRecord]]:
+        ids = unique(event_ids)
+        found: dict[str, list[OutboxRecord]] = {}
+        for part in chunks(ids, _CHUNK):
+            rows = self._conn.execute(
+                "SELECT input_event_id, topic, key, value, headers, event_id FROM choreo_outbox"
+                f" WHERE service = ? AND input_event_id IN ({_placeholders(len(part))})"
+                " ORDER BY input_event_id, seq",
+                (service, *part),
+            )
+            for input_id, topic, key, value, headers, event_id in rows:
+                found.setdefault(input_id, []).append(
+                    OutboxRecord(topic, key, value, decode_headers(headers), event_id)
+                )
+        return {event_id: found[event_id] for event_id in ids if event_id in found}
+
+    def outbox_sent(self, service: str, event_ids: Iterable[str]) -> None:
+        ids = unique(event_ids)
+        if not ids:
+            return
+        with self._write() as conn:
+            for part in chunks(ids, _CHUNK):
+                marks = _placeholders(len(part))
+                conn.execute(
+                    "DELETE FROM choreo_outbox WHERE service = ?"
+                    f" AND (input_event_id IN ({marks}) OR event_id IN ({marks}))",
+                    (service, *part, *part),
+                )
+
+    def expire(self, service: str, older_than: datetime) -> int:
+        cutoff = _epoch_ms(require_aware(older_than))
+        with self._write() as conn:
+            deleted = conn.execute(
+                "DELETE FROM choreo_processed WHERE service = ? AND processed_at < ?", (service, cutoff)
+            ).rowcount
+            conn.execute("DELETE FROM choreo_outbox WHERE service = ? AND created_at < ?", (service, cutoff))
+        return deleted
+
+    def close(self) -> None:
+        self._conn.close()  # idempotent; an open transaction is rolled back
