@@ -16,13 +16,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
 from choreo.context import Context
-from choreo.envelope import Envelope, EnvelopeError, caused_envelope, headers_to_dict, new_id, parse_envelope
+from choreo.envelope import (
+    Envelope,
+    EnvelopeError,
+    caused_envelope,
+    format_time,
+    headers_to_dict,
+    parse_envelope,
+    step_request_id,
+)
 from choreo.errors import DeserializationError, InfrastructureError
 from choreo.events import Event, EventBinding
 from choreo.idempotency import DuplicateEventError, IdempotencyStore, OutboxRecord
@@ -81,6 +91,11 @@ class BatchProcessor:
         self.producer = producer
         self.store = store
         self.failures = failures
+        # Counted locally and added to Prometheus once per batch: labels() per record is costly.
+        self._consumed: Counter[tuple[str, str]] = Counter()
+        self._produced: Counter[tuple[str, str]] = Counter()
+        self._durations = {name: metrics.HANDLER_DURATION.labels(self.service, name) for name in bound.inputs}
+        self._batch_time = ""
         self._chains: dict[str, Handler] = {
             type_name: build_chain(spec, loop, bound.service.middleware)
             for type_name, (_, spec) in bound.inputs.items()
@@ -91,6 +106,7 @@ class BatchProcessor:
     def process(self, messages: Sequence[Message]) -> BatchOutcome:
         """Handle ``messages`` and queue every resulting record; the caller then calls :meth:`finish`."""
         outcome = BatchOutcome()
+        self._batch_time = format_time(datetime.now(UTC))
         items = self._parse(messages, outcome)
         seen = self.store.seen(self.service, [item.envelope.event_id for item in items]) if items else set()
         self._marks: list[str] = []
@@ -122,6 +138,15 @@ class BatchProcessor:
         if self._outbox_sent:
             self.store.outbox_sent(self.service, self._outbox_sent)
         self.store.maybe_expire()
+        self._flush_counters()
+
+    def _flush_counters(self) -> None:
+        for (topic, type_name), count in self._consumed.items():
+            metrics.CONSUMED.labels(self.service, topic, type_name).inc(count)
+        for (topic, type_name), count in self._produced.items():
+            metrics.PRODUCED.labels(self.service, topic, type_name).inc(count)
+        self._consumed.clear()
+        self._produced.clear()
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -145,7 +170,7 @@ class BatchProcessor:
             if position in paused:
                 continue
             headers = headers_to_dict(message.headers())
-            due = header_int(headers, RETRY_NOT_BEFORE, 0)
+            due = header_int(headers, RETRY_NOT_BEFORE, 0) if RETRY_NOT_BEFORE in headers else 0
             if due > now:
                 paused.add(position)
                 outcome.pauses.append(Pause(*position, message.offset(), due))
@@ -156,7 +181,7 @@ class BatchProcessor:
             except EnvelopeError as exc:
                 self.failures.on_poison(message, DeserializationError(str(exc), record=message), self.producer)
                 continue
-            metrics.CONSUMED.labels(self.service, message.topic(), envelope.event_type).inc()
+            self._consumed[(position[0], envelope.event_type)] += 1
             target = self.bound.inputs.get(envelope.event_type)
             if target is None:
                 continue  # another event type on a shared topic: not ours, nothing to decode
@@ -174,7 +199,8 @@ class BatchProcessor:
             self.failures.on_poison(message, exc, self.producer)
             return False
         ctx = Context(service=self.service, envelope=item.envelope, topic=message.topic(),
-                      partition=message.partition(), offset=message.offset(), request_id=new_id())
+                      partition=message.partition(), offset=message.offset(),
+                      request_id=step_request_id(item.envelope.event_id))
         chain = self._chains[item.binding.type_name]
         started = time.perf_counter()
         try:
@@ -197,8 +223,7 @@ class BatchProcessor:
             self.failures.on_handler_error(message, item.envelope, exc, self.producer)
             return False
         finally:
-            metrics.HANDLER_DURATION.labels(self.service, item.binding.type_name).observe(
-                time.perf_counter() - started)
+            self._durations[item.binding.type_name].observe(time.perf_counter() - started)
         return True
 
     def _run_transactional(self, chain: Handler, event: Event, ctx: Context) -> None:
@@ -220,10 +245,11 @@ class BatchProcessor:
             binding = self.bound.output_binding(type(output))
             key = output.entity_key()
             envelope = caused_envelope(ctx.envelope, position=position, event_type=binding.type_name,
-                                       source=self.service, subject=key, request_id=ctx.request_id)
+                                       source=self.service, subject=key, request_id=ctx.request_id,
+                                       time=self._batch_time)
             value = self.serde.encode(binding, output)
             records.append(OutgoingRecord(binding.topic, key.encode(), value, envelope.to_headers()))
-            metrics.PRODUCED.labels(self.service, binding.topic, binding.type_name).inc()
+            self._produced[(binding.topic, binding.type_name)] += 1
         return records
 
     def _resend_outbox(self, event_ids: list[str]) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -28,10 +28,9 @@ from choreo.errors import ChoreoError, InfrastructureError
 from choreo.idempotency import IdempotencyStore, open_store
 from choreo.kafka.admin import TopicSpec, ensure_topics
 from choreo.kafka.producer import ReliableProducer
-from choreo.runtime.batch import BatchProcessor
 from choreo.retry.headers import now_ms
 from choreo.retry.router import RetryRouter
-from choreo.runtime.batch import Pause
+from choreo.runtime.batch import BatchOutcome, BatchProcessor, Pause
 from choreo.runtime.failures import FailurePolicy
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
@@ -62,7 +61,8 @@ class Worker:
 
     def __init__(self, bound: BoundService, settings: Settings, *, batch_size: int = 500,
                  poll_timeout_s: float = 0.5, store: IdempotencyStore | None = None,
-                 failures: FailurePolicy | None = None, shutdown_timeout_s: float = 30.0) -> None:
+                 failures: FailurePolicy | None = None, shutdown_timeout_s: float = 30.0,
+                 on_batch: Callable[[BatchOutcome], None] | None = None) -> None:
         self.bound = bound
         self.settings = settings
         self.batch_size = batch_size
@@ -73,6 +73,7 @@ class Worker:
         self._failures = failures or RetryRouter(bound.name, bound.service.retry,
                                                  policies=bound.retry_policies())
         self._paused: dict[TopicPartition, int] = {}  # retry partitions waiting for their head's due time
+        self.on_batch = on_batch  # called on the loop thread after each finished batch
         self.ready = threading.Event()
         self.batches = 0
         self.handled = 0
@@ -147,6 +148,8 @@ class Worker:
         self.batches += 1
         self.handled += outcome.handled
         self.duplicates += outcome.duplicates
+        if self.on_batch is not None:
+            self.on_batch(outcome)
 
     def _pause(self, consumer: Consumer, pause: Pause) -> None:
         """Hold one retry partition at its not-yet-due head; every other partition keeps flowing."""
