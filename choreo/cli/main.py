@@ -8,7 +8,9 @@ import os
 import typer
 
 from choreo.cli import broker as broker_cmd
+from choreo.cli import dev as dev_cmd
 from choreo.cli import registry as registry_cmd
+from choreo.cli import run as run_cmd
 from choreo.cli import schemas as schemas_cmd
 
 app = typer.Typer(
@@ -21,6 +23,8 @@ app = typer.Typer(
 app.command("broker")(broker_cmd.broker)
 app.command("registry")(registry_cmd.registry)
 app.add_typer(schemas_cmd.app, name="schemas")
+app.command("run")(run_cmd.run)
+app.command("dev")(dev_cmd.dev)
 
 
 def main() -> None:

@@ -1,3 +1,126 @@
-"""`choreo schemas` — placeholder."""
+"""`choreo schemas register|check|list`: the catalog (``CHOREO_SCHEMAS_DIR``) against the registry
+(``CHOREO_SCHEMA_REGISTRY_URL``). One line per subject; a non-zero exit when any subject is incompatible."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
 import typer
-app = typer.Typer()
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from choreo.cli.errors import fail, friendly_errors
+from choreo.config import Settings
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.schemas.registration import (
+    Outcome,
+    SubjectOutcome,
+    apply,
+    describe_subjects,
+    plan_registration,
+    registry_client,
+)
+
+app = typer.Typer(
+    help="Register the Avro schemas (schemas/<topic>/<Record>.avsc) with the schema registry, or check them.",
+    no_args_is_help=True,
+)
+console = Console(highlight=False, soft_wrap=True)
+
+_STYLE = {
+    Outcome.NEW_SUBJECT: "green",
+    Outcome.NEW_VERSION: "green",
+    Outcome.UNCHANGED: "dim",
+    Outcome.INCOMPATIBLE: "bold red",
+    Outcome.REJECTED: "bold red",
+}
+
+
+def quiet_http_logs() -> None:
+    """The HTTP clients log every request at INFO: keep the one-line-per-subject output readable."""
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def outcome_line(outcome: SubjectOutcome, *, dry_run: bool = False) -> Text:
+    """``new version   orders-io.choreo.shop.OrderPlaced  id 7 v2`` (a Text: registry reasons may hold [])."""
+    line = Text()
+    line.append(f"{outcome.outcome.value:<13}", style=_STYLE[outcome.outcome])
+    line.append(f" {outcome.subject}")
+    if outcome.schema_id is not None:
+        line.append(f"  id {outcome.schema_id}")
+    if outcome.version is not None:
+        line.append(f" v{outcome.version}")
+    if dry_run and outcome.outcome.writes:
+        line.append("  (would register)", style="dim")
+    if outcome.reasons:
+        line.append(": " + "; ".join(outcome.reasons))
+    return line
+
+
+def print_outcomes(outcomes: Iterable[SubjectOutcome], *, dry_run: bool = False) -> list[SubjectOutcome]:
+    """Print one line per subject; return the failed ones."""
+    failed = []
+    for outcome in outcomes:
+        console.print(outcome_line(outcome, dry_run=dry_run))
+        if outcome.outcome.failed:
+            failed.append(outcome)
+    return failed
+
+
+def _summary_error(failed: list[SubjectOutcome], verb: str) -> typer.Exit:
+    names = ", ".join(o.subject for o in failed)
+    return fail(f"{len(failed)} schema(s) {verb}: {names}")
+
+
+def _load() -> tuple[Settings, SchemaCatalog]:
+    quiet_http_logs()
+    settings = Settings()
+    return settings, SchemaCatalog.load(settings.schemas_dir)
+
+
+@app.command()
+@friendly_errors
+def register() -> None:
+    """Register every new or changed schema; unchanged ones are left alone. Exit 1 if any is incompatible."""
+    settings, catalog = _load()
+    client = registry_client(settings.schema_registry_url)
+    outcomes = apply(plan_registration(catalog, client), catalog, client)
+    failed = print_outcomes(outcomes)
+    if failed:
+        raise _summary_error(failed, "not registered")
+
+
+@app.command()
+@friendly_errors
+def check() -> None:
+    """Dry run of `register` for CI: report what would change, write nothing. Exit 1 if any is refused."""
+    settings, catalog = _load()
+    client = registry_client(settings.schema_registry_url)
+    failed = print_outcomes(plan_registration(catalog, client), dry_run=True)
+    if failed:
+        raise _summary_error(failed, "would be refused")
+
+
+@app.command("list")
+@friendly_errors
+def list_subjects() -> None:
+    """Subjects in the registry with their latest version and id, and whether the local .avsc matches."""
+    settings, catalog = _load()
+    rows = describe_subjects(catalog, registry_client(settings.schema_registry_url))
+    table = Table(title=f"subjects at {settings.schema_registry_url}")
+    table.add_column("subject")
+    table.add_column("latest", justify="right")
+    table.add_column("id", justify="right")
+    table.add_column("local .avsc")
+    for row in rows:
+        local_style = "green" if row.local == "matches" else "yellow"
+        table.add_row(
+            Text(row.subject),
+            "" if row.latest_version is None else str(row.latest_version),
+            "" if row.latest_id is None else str(row.latest_id),
+            Text(row.local, style=local_style),
+        )
+    console.print(table)
