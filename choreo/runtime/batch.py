@@ -38,7 +38,7 @@ from choreo.events import Event, EventBinding
 from choreo.idempotency import DuplicateEventError, IdempotencyStore, OutboxRecord
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
 from choreo.observability import metrics
-from choreo.retry.headers import RETRY_NOT_BEFORE, header_int, now_ms
+from choreo.retry.headers import RETRY_ATTEMPT, RETRY_NOT_BEFORE, header_int, now_ms
 from choreo.runtime.failures import FailurePolicy
 from choreo.runtime.invoke import build_chain
 from choreo.serde.avro import AvroEventSerde
@@ -53,6 +53,7 @@ class _Item:
     envelope: Envelope
     binding: EventBinding
     spec: HandlerSpec
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,8 @@ class BatchProcessor:
             target = self.bound.inputs.get(envelope.event_type)
             if target is None:
                 continue  # another event type on a shared topic: not ours, nothing to decode
-            items.append(_Item(message, envelope, target[0], target[1]))
+            attempt = header_int(headers, RETRY_ATTEMPT, 1) if RETRY_ATTEMPT in headers else 1
+            items.append(_Item(message, envelope, target[0], target[1], attempt))
         outcome.offsets = [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
         return items
 
@@ -200,7 +202,7 @@ class BatchProcessor:
             return False
         ctx = Context(service=self.service, envelope=item.envelope, topic=message.topic(),
                       partition=message.partition(), offset=message.offset(),
-                      request_id=step_request_id(item.envelope.event_id))
+                      request_id=step_request_id(item.envelope.event_id), attempt=item.attempt)
         chain = self._chains[item.binding.type_name]
         started = time.perf_counter()
         try:

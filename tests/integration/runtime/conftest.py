@@ -17,6 +17,7 @@ from choreo.publisher import Publisher
 from choreo.runtime.worker import Worker
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.service import Service
+from choreo.testing.processes import wait_until
 from tests.support.echo import write_schemas
 
 
@@ -58,6 +59,8 @@ def running(service: Service, env: EchoEnv, **worker_options: Any) -> Iterator[W
     thread = threading.Thread(target=target, name=f"worker-{service.name}", daemon=True)
     thread.start()
     try:
+        # Topics (retry, DLQ) exist and partitions are assigned before the test reads anything.
+        wait_until(lambda: worker.ready.is_set() or bool(errors), 60, message=f"{service.name} assigned")
         yield worker
     finally:
         worker.stop()
