@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # Schema registry server (`choreo registry`).
     registry_topic: str = "_schemas"
 
+    # Escalation: where dead-letter alerts go (unset: logged), and the progress resource to link to.
+    alert_webhook_url: str | None = None
+    progress_url: str | None = None
+
     # HTTP port for /metrics, /healthz, /readyz of a running service (0 = pick a free port).
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)

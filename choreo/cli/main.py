@@ -12,6 +12,7 @@ from choreo.cli import dev as dev_cmd
 from choreo.cli import registry as registry_cmd
 from choreo.cli import run as run_cmd
 from choreo.cli import schemas as schemas_cmd
+from choreo.cli import topics as topics_cmd
 
 app = typer.Typer(
     name="choreo",
@@ -24,6 +25,7 @@ app.command("broker")(broker_cmd.broker)
 app.command("registry")(registry_cmd.registry)
 app.add_typer(schemas_cmd.app, name="schemas")
 app.command("run")(run_cmd.run)
+app.add_typer(topics_cmd.app, name="topics")
 app.command("dev")(dev_cmd.dev)
 
 

@@ -28,6 +28,7 @@ from choreo.errors import ChoreoError, InfrastructureError
 from choreo.idempotency import IdempotencyStore, open_store
 from choreo.kafka.admin import TopicSpec, ensure_topics
 from choreo.kafka.producer import ReliableProducer
+from choreo.retry.alerts import LogAlert, WebhookAlert
 from choreo.retry.headers import now_ms
 from choreo.retry.router import RetryRouter
 from choreo.runtime.batch import BatchOutcome, BatchProcessor, Pause
@@ -56,6 +57,13 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
     return settings.librdkafka(defaults, **{"group.id": group, "enable.auto.offset.store": False, **overrides})
 
 
+def alert_hook(settings: Settings) -> LogAlert | WebhookAlert:
+    """The dead-letter escalation configured in settings: a webhook, or a log line."""
+    if settings.alert_webhook_url:
+        return WebhookAlert(settings.alert_webhook_url, settings.progress_url)
+    return LogAlert(settings.progress_url)
+
+
 class Worker:
     """Runs one bound service: one consumer, one producer, one store, one thread."""
 
@@ -71,7 +79,8 @@ class Worker:
         self._stop = threading.Event()
         self._store = store
         self._failures = failures or RetryRouter(bound.name, bound.service.retry,
-                                                 policies=bound.retry_policies())
+                                                 policies=bound.retry_policies(),
+                                                 on_dead_letter=alert_hook(settings))
         self._paused: dict[TopicPartition, int] = {}  # retry partitions waiting for their head's due time
         self.on_batch = on_batch  # called on the loop thread after each finished batch
         self.ready = threading.Event()
