@@ -69,6 +69,8 @@ class Service:
     name: str
     middleware: Sequence[Middleware] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Later events of a key wait behind one in retry instead of overtaking it (see runtime/ordering.py).
+    ordered_retries: bool = False
     handlers: dict[type[Event], HandlerSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

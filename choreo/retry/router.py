@@ -17,7 +17,7 @@ from choreo.envelope import Envelope, headers_to_dict
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
 from choreo.observability import metrics
 from choreo.retry import headers as h
-from choreo.retry.policy import RetryPolicy
+from choreo.retry.policy import RetryPolicy, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,14 @@ class RetryRouter:
         self._dead_letter(message, error, "poison", attempts=1, producer=producer)
 
     def on_handler_error(self, message: Message, envelope: Envelope, error: Exception,
-                         producer: ReliableProducer) -> None:
+                         producer: ReliableProducer) -> Verdict:
         headers = headers_to_dict(message.headers())
         attempt = h.header_int(headers, h.RETRY_ATTEMPT, 1)
         policy = self.policies.get(envelope.event_type, self.policy)
         if policy.decide(error, attempt) == "dead-letter":
             reason = "permanent-error" if policy.classify(error) == "permanent" else "retries-exhausted"
             self._dead_letter(message, error, reason, attempts=attempt, producer=producer)
-            return
+            return "dead-letter"
         now = h.now_ms()
         due = now + int(policy.delay_before(attempt) * 1000)
         first = h.header_int(headers, h.DLQ_FIRST_FAILURE, now)
@@ -66,6 +66,7 @@ class RetryRouter:
         metrics.RETRIES.labels(self.service, message.topic(), str(attempt + 1)).inc()
         log.warning("retry scheduled service=%s event_id=%s attempt=%d due_in_ms=%d error=%r",
                     self.service, envelope.event_id, attempt + 1, due - now, error)
+        return "retry"
 
     def _dead_letter(self, message: Message, error: BaseException, reason: str, *, attempts: int,
                      producer: ReliableProducer) -> None:

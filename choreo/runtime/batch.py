@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from typing import Literal
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
@@ -41,6 +42,7 @@ from choreo.observability import metrics
 from choreo.retry.headers import RETRY_ATTEMPT, RETRY_NOT_BEFORE, header_int, now_ms
 from choreo.runtime.failures import FailurePolicy
 from choreo.runtime.invoke import build_chain
+from choreo.runtime.ordering import KeyOrdering, entity_key
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService, Handler, HandlerSpec
 
@@ -74,6 +76,7 @@ class BatchOutcome:
     pauses: list[Pause] = field(default_factory=list)
     handled: int = 0
     duplicates: int = 0
+    parked: int = 0
     failed: int = 0
     emitted: int = 0
 
@@ -92,6 +95,7 @@ class BatchProcessor:
         self.producer = producer
         self.store = store
         self.failures = failures
+        self.ordering = KeyOrdering(self.service, store) if bound.service.ordered_retries else None
         # Counted locally and added to Prometheus once per batch: labels() per record is costly.
         self._consumed: Counter[tuple[str, str]] = Counter()
         self._produced: Counter[tuple[str, str]] = Counter()
@@ -113,20 +117,37 @@ class BatchProcessor:
         self._marks: list[str] = []
         self._outbox_sent: list[str] = []
         redelivered_tx: list[str] = []
+        ordering = self.ordering
+        if ordering is not None:
+            ordering.begin({k for k in (entity_key(item.message) for item in items) if k is not None})
         for item in items:
             event_id = item.envelope.event_id
+            key = entity_key(item.message) if ordering is not None else None
             if event_id in seen:
                 outcome.duplicates += 1
                 metrics.DUPLICATES.labels(self.service, item.binding.type_name).inc()
                 log.debug("duplicate skipped service=%s event_id=%s", self.service, event_id)
                 if item.spec.transactional:
                     redelivered_tx.append(event_id)
+                if ordering is not None:
+                    ordering.done(key, event_id, self.producer)
+                continue
+            if ordering is not None and ordering.must_park(key, event_id):
+                assert key is not None
+                ordering.park(key, item.message, event_id)
+                outcome.parked += 1
                 continue
             seen.add(event_id)  # the same id twice in one batch is a duplicate too
-            if self._handle(item):
+            verdict = self._handle(item)
+            if verdict == "handled":
                 outcome.handled += 1
             else:
                 outcome.failed += 1
+            if ordering is not None:
+                if verdict == "retry":
+                    ordering.retrying(key, event_id)
+                else:
+                    ordering.done(key, event_id, self.producer)
         if redelivered_tx:
             self._resend_outbox(redelivered_tx)
         return outcome
@@ -138,6 +159,8 @@ class BatchProcessor:
             self.store.mark_processed(self.service, self._marks)
         if self._outbox_sent:
             self.store.outbox_sent(self.service, self._outbox_sent)
+        if self.ordering is not None:
+            self.ordering.finish()
         self.store.maybe_expire()
         self._flush_counters()
 
@@ -191,15 +214,15 @@ class BatchProcessor:
         outcome.offsets = [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
         return items
 
-    def _handle(self, item: _Item) -> bool:
-        """Decode, run the handler chain, queue the outputs. False if the record went to the failure policy."""
+    def _handle(self, item: _Item) -> Literal["handled", "retry", "dead-letter"]:
+        """Decode, run the handler chain, queue the outputs; else say where the failure policy sent it."""
         message = item.message
         try:
             event = self.serde.decode(item.binding, message.value())
         except DeserializationError as exc:
             exc.record = message
             self.failures.on_poison(message, exc, self.producer)
-            return False
+            return "dead-letter"
         ctx = Context(service=self.service, envelope=item.envelope, topic=message.topic(),
                       partition=message.partition(), offset=message.offset(),
                       request_id=step_request_id(item.envelope.event_id), attempt=item.attempt)
@@ -217,16 +240,15 @@ class BatchProcessor:
             # Another member of the group committed this event first (a rebalance race): its
             # transaction rolled back, so nothing of this run is kept or sent.
             metrics.DUPLICATES.labels(self.service, item.binding.type_name).inc()
-            return True
+            return "handled"
         except InfrastructureError:
             raise  # the registry or store is down: not the event's fault; the batch is re-run
         except Exception as exc:  # noqa: BLE001 - any handler error is routed, never crashes the loop
             metrics.HANDLER_ERRORS.labels(self.service, item.binding.type_name, type(exc).__name__).inc()
-            self.failures.on_handler_error(message, item.envelope, exc, self.producer)
-            return False
+            return self.failures.on_handler_error(message, item.envelope, exc, self.producer)
         finally:
             self._durations[item.binding.type_name].observe(time.perf_counter() - started)
-        return True
+        return "handled"
 
     def _run_transactional(self, chain: Handler, event: Event, ctx: Context) -> None:
         with self.store.transaction(self.service) as tx:

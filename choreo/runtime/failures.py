@@ -9,7 +9,7 @@ are acknowledged.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Literal, Protocol
 
 from confluent_kafka import Message
 
@@ -26,7 +26,9 @@ class FailurePolicy(Protocol):
     def on_poison(self, message: Message, error: Exception, producer: ReliableProducer) -> None: ...
 
     def on_handler_error(self, message: Message, envelope: Envelope, error: Exception,
-                         producer: ReliableProducer) -> None: ...
+                         producer: ReliableProducer) -> Literal["retry", "dead-letter"]:
+        """Route the failed record; say whether it will be retried or is finished (dead-lettered)."""
+        ...
 
 
 class LogAndSkip:
@@ -41,7 +43,8 @@ class LogAndSkip:
                   self.service, message.topic(), message.partition(), message.offset(), error)
 
     def on_handler_error(self, message: Message, envelope: Envelope, error: Exception,
-                         producer: ReliableProducer) -> None:
+                         producer: ReliableProducer) -> Literal["retry", "dead-letter"]:
         log.error("handler failed, event skipped service=%s topic=%s partition=%s offset=%s "
                   "event_id=%s correlation_id=%s error=%r", self.service, message.topic(),
                   message.partition(), message.offset(), envelope.event_id, envelope.correlation_id, error)
+        return "dead-letter"

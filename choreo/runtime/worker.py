@@ -87,6 +87,7 @@ class Worker:
         self.batches = 0
         self.handled = 0
         self.duplicates = 0
+        self.parked = 0
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and shut down (thread-safe, idempotent)."""
@@ -157,6 +158,7 @@ class Worker:
         self.batches += 1
         self.handled += outcome.handled
         self.duplicates += outcome.duplicates
+        self.parked += outcome.parked
         if self.on_batch is not None:
             self.on_batch(outcome)
 

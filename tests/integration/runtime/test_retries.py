@@ -112,3 +112,25 @@ def test_poison_records_are_dead_lettered_with_their_reason(echo_env: EchoEnv, u
     assert any("wire format" in r for r in reasons)
     assert any("missing CloudEvents header" in r for r in reasons)
     assert sorted(m.value() for m in dead)[0] is not None  # the raw bytes are kept
+
+
+def test_without_ordered_retries_a_later_event_of_the_key_overtakes(echo_env: EchoEnv, unique) -> None:
+    """Documented behaviour: retries never block a partition, so the same key's next event goes first."""
+    service = Service(unique("overtake"), retry=FAST)
+    handled: list[int] = []
+    failed_once: set[int] = set()
+
+    @service.handler(Ping)
+    def first_fails_once(event: Ping, ctx: Context) -> Pong:
+        if event.seq == 1 and event.seq not in failed_once:
+            failed_once.add(event.seq)
+            raise ConnectionError("flaky")
+        handled.append(event.seq)
+        return Pong(key=event.key, seq=event.seq)
+
+    with echo_env.publisher() as publisher:
+        publisher.publish(Ping(key="same", seq=1))
+        publisher.publish(Ping(key="same", seq=2))
+    with running(service, echo_env):
+        read_topic(echo_env.kafka_config, echo_env.out_topic, until=count_at_least(2))
+    assert handled == [2, 1]
