@@ -7,6 +7,10 @@ processed mark and the outputs (the outbox) commit together. After that commit t
 outputs and calls ``outbox_sent``; on a redelivery of a seen event it re-produces ``pending_outbox``
 (downstream consumers drop duplicates by their deterministic ids).
 
+Ordered retries per key: while an event of key K waits in a retry topic, K is *blocked* by that event
+(``blockers``) and later events of K are *parked* in the store in arrival order (``parked``) instead of
+overtaking it; ``apply_parking`` changes both in one transaction. This is live state: ``expire`` leaves it.
+
 Thread-safety: a store instance belongs to one consumer thread at a time; create one per consumer thread.
 Handing a store over (open in main, use in the consumer, close on shutdown) is fine; using it from two
 threads at once is not.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -110,6 +114,37 @@ class IdempotencyStore(Protocol):
         """``expire(service, now - retention)`` at most once per interval; cheap to call every batch."""
         ...
 
+    def blockers(self, service: str, keys: Iterable[str]) -> dict[str, str]:
+        """Key → the event id currently blocking it, for the keys that are blocked (one query per batch)."""
+        ...
+
+    def parked(self, service: str, key: str) -> list[OutboxRecord]:
+        """The records parked behind ``key``, oldest first (arrival order).
+
+        ``OutboxRecord.event_id`` is the parked event's id; topic, key, value and headers are the original
+        record's (``OutboxRecord.key`` is the raw Kafka key, ``key`` here its decoded entity id).
+        """
+        ...
+
+    def apply_parking(
+        self,
+        service: str,
+        *,
+        blocks: Mapping[str, str | None],
+        parked: Sequence[tuple[str, OutboxRecord]],
+        released: Sequence[str],
+    ) -> None:
+        """One transaction (joining an open ``transaction()``), in this order.
+
+        1. insert ``parked`` (entity key, record) pairs in the given order, ignoring a record whose event id
+           is already parked for ``service`` (a redelivery after a crash must not park twice);
+        2. delete the parked records whose event ids are in ``released``;
+        3. per key of ``blocks``: a str upserts that event id as the key's blocker, ``None`` unblocks it.
+
+        Empty arguments are no-ops.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -124,6 +159,13 @@ def unique(event_ids: Iterable[str]) -> list[str]:
 def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def split_blocks(blocks: Mapping[str, str | None]) -> tuple[list[tuple[str, str]], list[str]]:
+    """``apply_parking``'s ``blocks`` as (key, blocker) pairs to upsert and keys to unblock."""
+    upserts = [(key, blocker) for key, blocker in blocks.items() if blocker is not None]
+    unblocks = [key for key, blocker in blocks.items() if blocker is None]
+    return upserts, unblocks
 
 
 def encode_headers(headers: Sequence[tuple[str, bytes | None]]) -> str:

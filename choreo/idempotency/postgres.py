@@ -12,7 +12,7 @@ connection failures surface as ``InfrastructureError`` naming the URL without it
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -31,6 +31,7 @@ from choreo.idempotency.base import (
     decode_headers,
     encode_headers,
     require_aware,
+    split_blocks,
     unique,
     utc_now,
 )
@@ -59,6 +60,24 @@ _SCHEMA = [
         PRIMARY KEY (service, input_event_id, seq))""",
     "CREATE INDEX IF NOT EXISTS choreo_outbox_event ON choreo_outbox (service, event_id)",
     "CREATE INDEX IF NOT EXISTS choreo_outbox_expiry ON choreo_outbox (service, created_at)",
+    """CREATE TABLE IF NOT EXISTS choreo_blocked_keys (
+        service          text        NOT NULL,
+        key              text        NOT NULL,   -- the entity id (decoded Kafka key)
+        blocker_event_id text        NOT NULL,   -- the event waiting in a retry topic
+        blocked_at       timestamptz NOT NULL,
+        PRIMARY KEY (service, key))""",
+    """CREATE TABLE IF NOT EXISTS choreo_parked (
+        service    text        NOT NULL,
+        key        text        NOT NULL,         -- the entity id it is parked behind
+        seq        bigserial   PRIMARY KEY,      -- arrival order
+        event_id   text        NOT NULL,         -- the parked event's ce_id
+        topic      text        NOT NULL,
+        record_key bytea,                        -- the raw Kafka key
+        value      bytea       NOT NULL,
+        headers    text        NOT NULL,         -- JSON [[name, base64 | null], ...]
+        parked_at  timestamptz NOT NULL,
+        UNIQUE (service, event_id))""",
+    "CREATE INDEX IF NOT EXISTS choreo_parked_key ON choreo_parked (service, key, seq)",
 ]
 
 
@@ -239,6 +258,79 @@ class PostgresStore(ExpiryMixin):
                 "DELETE FROM choreo_outbox WHERE service = %s AND created_at < %s", (service, cutoff)
             )
         return deleted
+
+    # -- ordered retries per key: blocked keys and the records parked behind them --------------------------
+
+    def blockers(self, service: str, keys: Iterable[str]) -> dict[str, str]:
+        wanted = unique(keys)
+        if not wanted:
+            return {}
+        with self._unit() as conn:
+            rows = conn.execute(
+                "SELECT key, blocker_event_id FROM choreo_blocked_keys WHERE service = %s AND key = ANY(%s)",
+                (service, wanted),
+            ).fetchall()
+        return {key: blocker for key, blocker in rows}
+
+    def parked(self, service: str, key: str) -> list[OutboxRecord]:
+        with self._unit() as conn:
+            rows = conn.execute(
+                "SELECT topic, record_key, value, headers, event_id FROM choreo_parked"
+                " WHERE service = %s AND key = %s ORDER BY seq",
+                (service, key),
+            ).fetchall()
+        return [
+            OutboxRecord(topic, None if record_key is None else bytes(record_key), bytes(value),
+                         decode_headers(headers), event_id)
+            for topic, record_key, value, headers, event_id in rows
+        ]
+
+    def apply_parking(
+        self,
+        service: str,
+        *,
+        blocks: Mapping[str, str | None],
+        parked: Sequence[tuple[str, OutboxRecord]],
+        released: Sequence[str],
+    ) -> None:
+        upserts, unblocks = split_blocks(blocks)
+        released_ids = unique(released)
+        if not (parked or released_ids or upserts or unblocks):
+            return
+        now = self._clock()
+        with self._unit() as conn, conn.cursor() as cur:
+            if parked:
+                # One statement per row, run in order: the bigserial seq follows the given (arrival) order.
+                cur.executemany(
+                    "INSERT INTO choreo_parked (service, key, event_id, topic, record_key, value, headers,"
+                    " parked_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (service, event_id) DO NOTHING",
+                    [
+                        (service, key, rec.event_id, rec.topic, rec.key, rec.value,
+                         encode_headers(rec.headers), now)
+                        for key, rec in parked
+                    ],
+                )
+            if released_ids:
+                cur.execute(
+                    "DELETE FROM choreo_parked WHERE service = %s AND event_id = ANY(%s)",
+                    (service, released_ids),
+                )
+            if upserts:
+                cur.execute(
+                    "INSERT INTO choreo_blocked_keys (service, key, blocker_event_id, blocked_at)"
+                    " SELECT %s, k, b, %s FROM unnest(%s::text[], %s::text[]) AS u(k, b)"
+                    " ON CONFLICT (service, key) DO UPDATE SET"
+                    " blocked_at = CASE WHEN choreo_blocked_keys.blocker_event_id = excluded.blocker_event_id"
+                    " THEN choreo_blocked_keys.blocked_at ELSE excluded.blocked_at END,"
+                    " blocker_event_id = excluded.blocker_event_id",
+                    (service, now, [key for key, _ in upserts], [blocker for _, blocker in upserts]),
+                )
+            if unblocks:
+                cur.execute(
+                    "DELETE FROM choreo_blocked_keys WHERE service = %s AND key = ANY(%s)",
+                    (service, unblocks),
+                )
 
     def close(self) -> None:
         if self._conn is not None:

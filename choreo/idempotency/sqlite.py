@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ from choreo.idempotency.base import (
     decode_headers,
     encode_headers,
     require_aware,
+    split_blocks,
     unique,
     utc_now,
 )
@@ -60,6 +61,26 @@ CREATE TABLE IF NOT EXISTS choreo_outbox (
 );
 CREATE INDEX IF NOT EXISTS choreo_outbox_event ON choreo_outbox (service, event_id);
 CREATE INDEX IF NOT EXISTS choreo_outbox_expiry ON choreo_outbox (service, created_at);
+CREATE TABLE IF NOT EXISTS choreo_blocked_keys (
+    service          TEXT    NOT NULL,
+    key              TEXT    NOT NULL,      -- the entity id (decoded Kafka key)
+    blocker_event_id TEXT    NOT NULL,      -- the event waiting in a retry topic
+    blocked_at       INTEGER NOT NULL,      -- epoch milliseconds, UTC
+    PRIMARY KEY (service, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS choreo_parked (
+    service    TEXT    NOT NULL,
+    key        TEXT    NOT NULL,            -- the entity id it is parked behind
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order, never reused
+    event_id   TEXT    NOT NULL,            -- the parked event's ce_id
+    topic      TEXT    NOT NULL,
+    record_key BLOB,                        -- the raw Kafka key
+    value      BLOB    NOT NULL,
+    headers    TEXT    NOT NULL,            -- JSON [[name, base64 | null], ...]
+    parked_at  INTEGER NOT NULL,
+    UNIQUE (service, event_id)
+);
+CREATE INDEX IF NOT EXISTS choreo_parked_key ON choreo_parked (service, key, seq);
 """
 
 
@@ -221,6 +242,75 @@ class SQLiteStore(ExpiryMixin):
             ).rowcount
             conn.execute("DELETE FROM choreo_outbox WHERE service = ? AND created_at < ?", (service, cutoff))
         return deleted
+
+    # -- ordered retries per key: blocked keys and the records parked behind them --------------------------
+
+    def blockers(self, service: str, keys: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for part in chunks(unique(keys), _CHUNK):
+            rows = self._conn.execute(
+                "SELECT key, blocker_event_id FROM choreo_blocked_keys"
+                f" WHERE service = ? AND key IN ({_placeholders(len(part))})",
+                (service, *part),
+            )
+            found.update((key, blocker) for key, blocker in rows)
+        return found
+
+    def parked(self, service: str, key: str) -> list[OutboxRecord]:
+        rows = self._conn.execute(
+            "SELECT topic, record_key, value, headers, event_id FROM choreo_parked"
+            " WHERE service = ? AND key = ? ORDER BY seq",
+            (service, key),
+        )
+        return [
+            OutboxRecord(topic, record_key, value, decode_headers(headers), event_id)
+            for topic, record_key, value, headers, event_id in rows
+        ]
+
+    def apply_parking(
+        self,
+        service: str,
+        *,
+        blocks: Mapping[str, str | None],
+        parked: Sequence[tuple[str, OutboxRecord]],
+        released: Sequence[str],
+    ) -> None:
+        upserts, unblocks = split_blocks(blocks)
+        released_ids = unique(released)
+        if not (parked or released_ids or upserts or unblocks):
+            return
+        now = _epoch_ms(self._clock())
+        with self._write() as conn:
+            # executemany runs the rows in order: AUTOINCREMENT seq follows the given (arrival) order.
+            conn.executemany(
+                "INSERT INTO choreo_parked (service, key, event_id, topic, record_key, value, headers,"
+                " parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service, event_id) DO NOTHING",
+                [
+                    (service, key, rec.event_id, rec.topic, rec.key, rec.value,
+                     encode_headers(rec.headers), now)
+                    for key, rec in parked
+                ],
+            )
+            for part in chunks(released_ids, _CHUNK):
+                conn.execute(
+                    "DELETE FROM choreo_parked"
+                    f" WHERE service = ? AND event_id IN ({_placeholders(len(part))})",
+                    (service, *part),
+                )
+            conn.executemany(
+                "INSERT INTO choreo_blocked_keys (service, key, blocker_event_id, blocked_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (service, key) DO UPDATE SET"
+                " blocked_at = CASE WHEN choreo_blocked_keys.blocker_event_id = excluded.blocker_event_id"
+                " THEN choreo_blocked_keys.blocked_at ELSE excluded.blocked_at END,"
+                " blocker_event_id = excluded.blocker_event_id",
+                [(service, key, blocker, now) for key, blocker in upserts],
+            )
+            for part in chunks(unblocks, _CHUNK):
+                conn.execute(
+                    "DELETE FROM choreo_blocked_keys"
+                    f" WHERE service = ? AND key IN ({_placeholders(len(part))})",
+                    (service, *part),
+                )
 
     def close(self) -> None:
         self._conn.close()  # idempotent; an open transaction is rolled back
