@@ -9,8 +9,8 @@ librdkafka option names contain no underscores, so the mapping is unambiguous.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 

@@ -13,7 +13,7 @@ from services.events import OrderPlaced, PaymentAuthorized, PaymentDeclined
 
 CARD_LIMIT_MINOR = 500_000  # 5,000.00 in the order's currency
 
-service = Service("payment", retry=RetryPolicy(delays=(1.0, 5.0, 25.0)))
+service = Service("payment", retry=RetryPolicy(delays=(1.0, 5.0, 25.0)), ordered_retries=True)
 
 
 @service.handler(OrderPlaced)

@@ -18,8 +18,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from confluent_kafka import KafkaError, Message, TopicPartition

@@ -76,9 +76,8 @@ class AvroEventSerde:
                     f"{binding.schema.subject}: {exc}", topic=binding.topic, key=event.entity_key()) from exc
             raise InfrastructureError(f"schema registry unavailable: {exc}") from exc
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            raise EventValidationError(
-                f"{binding.type_name}: {self._explain(binding, event, exc)}", topic=binding.topic, key=event.entity_key()
-            ) from exc
+            raise EventValidationError(f"{binding.type_name}: {self._explain(binding, event, exc)}",
+                                       topic=binding.topic, key=event.entity_key()) from exc
         assert data is not None
         return data
 

@@ -51,10 +51,11 @@ class EchoCluster:
                                  schema_registry_url=registry_url, schemas_dir=self.schemas)
         self.processes: list[ChoreoProcess] = []
 
-    def start(self, name: str) -> tuple[ChoreoProcess, str]:
+    def start(self, name: str, target: str = "tests.support.echo:service",
+              **env: str) -> tuple[ChoreoProcess, str]:
         port = free_port()
-        process = ChoreoProcess(["run", "tests.support.echo:service", "--batch-size", "100"],
-                                env={**self.env, "CHOREO_HTTP_PORT": str(port)},
+        process = ChoreoProcess(["run", target, "--batch-size", "100"],
+                                env={**self.env, "CHOREO_HTTP_PORT": str(port), **env},
                                 log_path=self.tmp_path / f"{name}.log", cwd=REPO).start()
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"
@@ -145,3 +146,25 @@ def test_sigterm_finishes_in_flight_commits_and_leaves(cluster: EchoCluster) -> 
     # Offsets were committed on shutdown: the restarted member re-handles nothing.
     assert metric(url, "choreo_duplicates_skipped_total") == 0
     assert len(outputs) == TOTAL
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_during_retries_loses_nothing_and_applies_nothing_twice(cluster: EchoCluster) -> None:
+    """Every event fails once and waits 1 s in the retry topic; the process is killed meanwhile."""
+    inputs = cluster.publish(TOTAL)
+    first, _ = cluster.start("first", "tests.support.echo:tx_service", ECHO_FAIL_FIRST_ATTEMPT="1")
+    retry_topic = f"{cluster.group}.retry.1"
+    read_topic(cluster.kafka_config, retry_topic, until=lambda ms: len(ms) >= TOTAL // 3, timeout_s=90)
+    wait_until(lambda: cluster.output_count() >= TOTAL // 10, 90, interval_s=0.5, message="retries succeeding")
+    first.kill()
+    assert cluster.output_count() < TOTAL, "the kill came too late to be mid-stream"
+    cluster.start("second", "tests.support.echo:tx_service", ECHO_FAIL_FIRST_ATTEMPT="1")
+    outputs = cluster.outputs(TOTAL, timeout_s=150)
+    assert_exactly_one_output_per_input(outputs, inputs)
+    import sqlite3
+
+    database = cluster.tmp_path / "state" / f"{cluster.group}.sqlite3"
+    applied = sqlite3.connect(database).execute(
+        "SELECT event_id, COUNT(*) FROM applied GROUP BY event_id").fetchall()
+    assert {event_id for event_id, _ in applied} == inputs
+    assert all(count == 1 for _, count in applied), "an effect was applied twice"

@@ -64,4 +64,29 @@ def make_echo_service(name: str) -> Service:
     return echo_service
 
 
+def apply_once(event: Ping, ctx: Context) -> Pong:
+    """Transactional echo: records the application in the service's own table (inbox pattern).
+
+    With ``ECHO_FAIL_FIRST_ATTEMPT=1`` every event fails its first attempt, so all of them go through a
+    retry topic; a count of rows per event id > 1 would mean an effect applied twice.
+    """
+    if os.environ.get("ECHO_FAIL_FIRST_ATTEMPT") == "1" and ctx.attempt == 1:
+        raise ConnectionError("first attempt fails")
+    delay_ms = float(os.environ.get("ECHO_DELAY_MS", "0"))
+    if delay_ms:
+        time.sleep(delay_ms / 1000)
+    ctx.tx.connection.execute("CREATE TABLE IF NOT EXISTS applied (event_id TEXT, seq INTEGER)")
+    ctx.tx.connection.execute("INSERT INTO applied VALUES (?, ?)", (ctx.event_id, event.seq))
+    return Pong(key=event.key, seq=event.seq)
+
+
+def make_tx_service(name: str) -> Service:
+    from choreo.retry import RetryPolicy
+
+    tx = Service(name, retry=RetryPolicy(delays=(1.0,), jitter=0.0))
+    tx.handler(Ping, transactional=True)(apply_once)
+    return tx
+
+
 service = make_echo_service(os.environ.get("ECHO_SERVICE_NAME", "echo"))
+tx_service = make_tx_service(os.environ.get("ECHO_SERVICE_NAME", "echo"))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 import struct
 from collections import defaultdict
 
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreo import Context, EventValidationError, Service
 from choreo.envelope import derived_event_id
+from choreo.events import bind
 from choreo.observability import metrics
+from choreo.serde.avro import AvroEventSerde
+from choreo.testing.processes import wait_until
 from tests.integration.runtime.conftest import EchoEnv, running
 from tests.support.echo import Ping, Pong, make_echo_service
 from tests.support.kafka import count_at_least, headers_of, produce_raw, read_topic
@@ -51,21 +56,16 @@ def test_ten_thousand_events_keep_per_key_order(echo_env: EchoEnv, unique) -> No
     with running(make_echo_service(unique("echo")), echo_env, batch_size=1000):
         pongs = read_topic(echo_env.kafka_config, echo_env.out_topic,
                            until=count_at_least(keys * per_key), timeout_s=180)
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-    from choreo.serde.avro import AvroEventSerde
-
     serde = AvroEventSerde(SchemaRegistryClient({"url": echo_env.settings.schema_registry_url}))
-    binding = echo_env.catalog.get("Pong")
-    binding_obj = make_echo_service("x").bind(echo_env.catalog).output_binding(Pong)
-    assert binding_obj.schema == binding
-    per_partition_order: dict[str, list[int]] = defaultdict(list)
+    pong_binding = bind(Pong, echo_env.catalog)
+    seqs_by_key: dict[str, list[int]] = defaultdict(list)
     for message in sorted(pongs, key=lambda m: (m.partition(), m.offset())):
-        pong = serde.decode(binding_obj, message.value())
-        per_partition_order[pong.key].append(pong.seq)
+        pong = serde.decode(pong_binding, message.value())
+        seqs_by_key[pong.key].append(pong.seq)
     assert len(pongs) == keys * per_key
     assert len({headers_of(m)["ce_id"] for m in pongs}) == keys * per_key
-    assert all(seqs == list(range(per_key)) for seqs in per_partition_order.values())
-    assert len(per_partition_order) == keys
+    assert all(seqs == list(range(per_key)) for seqs in seqs_by_key.values())
+    assert len(seqs_by_key) == keys
 
 
 def test_redelivered_event_is_skipped_as_duplicate(echo_env: EchoEnv, unique) -> None:
@@ -81,7 +81,6 @@ def test_redelivered_event_is_skipped_as_duplicate(echo_env: EchoEnv, unique) ->
     with running(service, echo_env):
         pongs = read_topic(echo_env.kafka_config, echo_env.out_topic, until=count_at_least(2))
         wait_for = metrics.DUPLICATES.labels(service.name, "io.choreo.test.Ping")
-        from choreo.testing.processes import wait_until
         wait_until(lambda: wait_for._value.get() >= before + 1, 30, message="duplicate counted")
     assert len(pongs) == 2
     assert {headers_of(m)["causation-id"] for m in pongs} >= {first.event_id}
@@ -142,8 +141,6 @@ def test_transactional_handler_commits_state_with_the_mark(echo_env: EchoEnv, un
     with running(service, echo_env):
         pongs = read_topic(echo_env.kafka_config, echo_env.out_topic, until=count_at_least(5))
     assert len(pongs) == 5
-    import sqlite3
-
     rows = sqlite3.connect(echo_env.settings.state_dir / f"{service.name}.sqlite3").execute(
         "SELECT key, seq FROM seen_pings ORDER BY seq").fetchall()
     assert rows == [(f"t{i}", i) for i in range(5)]

@@ -82,13 +82,13 @@ def test_drift_detects_optional_and_nested_mismatch() -> None:
     ]}
     from pydantic import BaseModel
 
-    class I(BaseModel):
+    class Item(BaseModel):
         n: str
 
     class X(BaseModel):
         a: str
         when: datetime
-        items: list[I]
+        items: list[Item]
 
     problems = model_schema_differences(X, schema)
     assert any(p.startswith("a: schema allows null") for p in problems)
