@@ -58,10 +58,12 @@ class PermanentError(HandlerError):
 class ProduceError(ChoreoError):
     """An event could not be produced, or the broker did not acknowledge it."""
 
-    def __init__(self, message: str, *, topic: str | None = None, key: str | None = None) -> None:
+    def __init__(self, message: str, *, topic: str | None = None, key: str | None = None,
+                 fatal: bool = False) -> None:
         super().__init__(message)
         self.topic = topic
         self.key = key
+        self.fatal = fatal  # the producer instance is unusable (e.g. idempotence fenced): restart
 
 
 class EventValidationError(ProduceError):

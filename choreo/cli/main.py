@@ -9,6 +9,7 @@ import typer
 
 from choreo.cli import broker as broker_cmd
 from choreo.cli import dev as dev_cmd
+from choreo.cli import dlq as dlq_cmd
 from choreo.cli import registry as registry_cmd
 from choreo.cli import run as run_cmd
 from choreo.cli import schemas as schemas_cmd
@@ -27,6 +28,7 @@ app.add_typer(schemas_cmd.app, name="schemas")
 app.command("run")(run_cmd.run)
 app.add_typer(topics_cmd.app, name="topics")
 app.command("dev")(dev_cmd.dev)
+app.add_typer(dlq_cmd.app, name="dlq")
 
 
 def main() -> None:

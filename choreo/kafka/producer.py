@@ -82,7 +82,8 @@ class ReliableProducer:
             raise ProduceError(f"{remaining} records not acknowledged within {timeout_s:.0f}s")
         if failures:
             first = failures[0][1]
-            raise ProduceError(f"{len(failures)} records failed delivery, first: {first.str()}")
+            raise ProduceError(f"{len(failures)} records failed delivery, first: {first.str()}",
+                               fatal=any(error.fatal() for _, error in failures))
 
     def __len__(self) -> int:
         """Records queued and not yet acknowledged."""

@@ -27,10 +27,10 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from choreo.config import Settings
-from choreo.envelope import CE_ID, CE_TYPE, CORRELATION_ID, headers_to_dict
+from choreo.envelope import CE_ID, CE_TYPE, CORRELATION_ID
 from choreo.errors import ConfigError, InfrastructureError
 from choreo.retry import headers as h
-from choreo.serde.avro import MAGIC_BYTE
+from choreo.serde.avro import MAGIC_BYTE, is_transport_error
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,6 @@ def format_ms(epoch_ms: int | None) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _is_http_error(exc: BaseException) -> bool:
-    # The registry client raises its HTTP library's errors (httpx or httpx2, whichever is installed).
-    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore"}
-
-
 def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
@@ -94,19 +89,29 @@ class DeadLetter:
     @classmethod
     def from_message(cls, message: Message) -> DeadLetter:
         kind, stamp = message.timestamp()
+        headers = message.headers()
         return cls(topic=message.topic(), partition=message.partition(), offset=message.offset(),
                    key=message.key(), value=message.value(),
-                   headers=tuple((k, v) for k, v in (message.headers() or []) if v is not None),
+                   headers=tuple((k, v) for k, v in headers if v is not None) if headers else (),
                    timestamp_ms=stamp if kind != 0 else None)
+
+    @cached_property
+    def _raw(self) -> dict[str, bytes]:
+        return dict(self.headers)  # the last of a repeated name wins
 
     @cached_property
     def header_map(self) -> dict[str, str]:
         """Headers decoded as UTF-8 (undecodable bytes replaced); the last of a repeated name wins."""
-        return {k: v.decode(errors="replace") for k, v in headers_to_dict(list(self.headers)).items()}
+        return {k: v.decode(errors="replace") for k, v in self._raw.items()}
+
+    def header(self, name: str) -> str | None:
+        """One header as text (decoded on demand: filters touch a few of a dozen headers)."""
+        value = self._raw.get(name)
+        return None if value is None else value.decode(errors="replace")
 
     def _int(self, name: str) -> int | None:
         try:
-            return int(self.header_map[name])
+            return int(self._raw[name])
         except (KeyError, ValueError):
             return None
 
@@ -120,31 +125,31 @@ class DeadLetter:
 
     @property
     def event_id(self) -> str | None:
-        return self.header_map.get(CE_ID)
+        return self.header(CE_ID)
 
     @property
     def event_type(self) -> str | None:
-        return self.header_map.get(CE_TYPE)
+        return self.header(CE_TYPE)
 
     @property
     def correlation_id(self) -> str | None:
-        return self.header_map.get(CORRELATION_ID)
+        return self.header(CORRELATION_ID)
 
     @property
     def reason(self) -> str:
-        return self.header_map.get(h.DLQ_REASON, "")
+        return self.header(h.DLQ_REASON) or ""
 
     @property
     def error_type(self) -> str:
-        return self.header_map.get(h.DLQ_ERROR_TYPE, "")
+        return self.header(h.DLQ_ERROR_TYPE) or ""
 
     @property
     def error_message(self) -> str:
-        return self.header_map.get(h.DLQ_ERROR_MESSAGE, "")
+        return self.header(h.DLQ_ERROR_MESSAGE) or ""
 
     @property
     def traceback(self) -> str:
-        return self.header_map.get(h.DLQ_TRACEBACK, "")
+        return self.header(h.DLQ_TRACEBACK) or ""
 
     @property
     def attempts(self) -> int | None:
@@ -163,11 +168,11 @@ class DeadLetter:
     @property
     def original(self) -> str:
         """``topic[partition]@offset`` of the first delivery ('' if unknown)."""
-        topic = self.header_map.get(h.RETRY_ORIGINAL_TOPIC)
+        topic = self.header(h.RETRY_ORIGINAL_TOPIC)
         if topic is None:
             return ""
-        return f"{topic}[{self.header_map.get(h.RETRY_ORIGINAL_PARTITION, '?')}]" \
-               f"@{self.header_map.get(h.RETRY_ORIGINAL_OFFSET, '?')}"
+        partition, offset = self.header(h.RETRY_ORIGINAL_PARTITION), self.header(h.RETRY_ORIGINAL_OFFSET)
+        return f"{topic}[{partition or '?'}]@{offset or '?'}"
 
     @property
     def is_poison(self) -> bool:
@@ -226,7 +231,11 @@ class DeadLetterFilter:
 def partition_count(settings: Settings, topic: str, timeout_s: float = 10.0) -> int | None:
     """Partitions of ``topic``, None if it does not exist (listing all topics never auto-creates one)."""
     try:
-        metadata = AdminClient(settings.librdkafka({"log_level": 0})).list_topics(timeout=timeout_s)
+        admin = AdminClient(settings.librdkafka({"log_level": 0}))  # the one-line error below says it all
+    except KafkaException as exc:
+        raise ConfigError(f"invalid Kafka client settings: {exc}") from exc
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise InfrastructureError(f"cannot reach the broker at {settings.bootstrap_servers}: {exc}") from exc
     info = metadata.topics.get(topic)
@@ -241,17 +250,26 @@ def read_to_end(settings: Settings, topic: str, partitions: int, *, idle_timeout
     Ends when every partition has reported EOF (at the high watermark of its last fetch). No group is
     joined and nothing is committed. InfrastructureError if no progress is made for ``idle_timeout_s``.
     """
-    consumer = Consumer(settings.librdkafka(
-        {"fetch.wait.max.ms": settings.fetch_wait_max_ms},
-        **{"group.id": f"choreo-dlq-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-           "enable.partition.eof": True, "auto.offset.reset": "earliest"}))
+    try:
+        consumer = Consumer(settings.librdkafka(
+            {"fetch.wait.max.ms": settings.fetch_wait_max_ms},
+            **{"group.id": f"choreo-dlq-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+               "enable.partition.eof": True, "auto.offset.reset": "earliest"}))
+    except KafkaException as exc:
+        raise ConfigError(f"invalid Kafka client settings: {exc}") from exc
+    try:
+        # Leaders known before assign(): otherwise librdkafka retries the BEGINNING look-up after 500 ms.
+        consumer.list_topics(topic, timeout=10)
+    except KafkaException as exc:
+        consumer.close()
+        raise InfrastructureError(f"cannot read {topic}: {exc}") from exc
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     messages: list[Message] = []
     at_end: set[int] = set()
     deadline = time.monotonic() + idle_timeout_s
     try:
         while len(at_end) < partitions:
-            batch = consumer.consume(1000, 0.2)
+            batch = consumer.consume(1000, 0.05)  # returns after the timeout unless 1000 arrive: keep it short
             if batch:
                 deadline = time.monotonic() + idle_timeout_s
             elif time.monotonic() > deadline:
@@ -331,7 +349,7 @@ def decode_payload(settings: Settings, dead: DeadLetter) -> DecodedPayload:
         return DecodedPayload(None, f"not in the Confluent Avro wire format ({len(value)} bytes, "
                                     f"first byte {value[:1]!r})")
     schema_id = int.from_bytes(value[1:5], "big")
-    topic = dead.header_map.get(h.RETRY_ORIGINAL_TOPIC, dead.topic)
+    topic = dead.header(h.RETRY_ORIGINAL_TOPIC) or dead.topic
     try:
         deserializer = AvroDeserializer(SchemaRegistryClient(settings.registry_client_config()))
         record = deserializer(value, SerializationContext(topic, MessageField.VALUE))
@@ -340,7 +358,7 @@ def decode_payload(settings: Settings, dead: DeadLetter) -> DecodedPayload:
             return DecodedPayload(None, f"unknown schema id {schema_id}", schema_id)
         return DecodedPayload(None, f"schema registry error: {exc}", schema_id)
     except Exception as exc:  # noqa: BLE001 - a corrupt payload or a down registry must still be showable
-        if _is_http_error(exc):
+        if is_transport_error(exc):
             return DecodedPayload(None, f"schema registry unreachable at {settings.schema_registry_url}: "
                                         f"{exc or type(exc).__name__}", schema_id)
         return DecodedPayload(None, f"cannot decode Avro value: {type(exc).__name__}: {exc}", schema_id)

@@ -65,12 +65,15 @@ def original_position(message: Message, headers: dict[str, bytes]) -> list[tuple
 
 
 def failure_headers(error: BaseException, *, reason: str, attempts: int, service: str,
-                    first_failure_ms: int, at_ms: int) -> list[tuple[str, bytes]]:
-    """The dead-letter record of a failure: what, why, how often, since when (traceback trimmed)."""
+                    first_failure_ms: int | None, at_ms: int) -> list[tuple[str, bytes]]:
+    """The dead-letter record of a failure: what, why, how often, since when (traceback trimmed).
+
+    ``first_failure_ms`` is None when the record already carries ``dlq-first-failure`` from a retry.
+    """
     trace = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
     return [
         (DLQ_REASON, reason.encode()), (DLQ_ERROR_TYPE, type(error).__qualname__.encode()),
         (DLQ_ERROR_MESSAGE, str(error)[:MAX_MESSAGE_CHARS].encode(errors="replace")),
         (DLQ_TRACEBACK, trace.encode(errors="replace")), (DLQ_ATTEMPTS, str(attempts).encode()),
         (DLQ_LAST_FAILURE, str(at_ms).encode()), (DLQ_SERVICE, service.encode()),
-    ] + ([] if first_failure_ms != at_ms else [(DLQ_FIRST_FAILURE, str(at_ms).encode())])
+    ] + ([] if first_failure_ms is None else [(DLQ_FIRST_FAILURE, str(first_failure_ms).encode())])

@@ -5,11 +5,13 @@ minus the ``dlq-*`` and per-hop retry headers, plus ``retry-attempt: 1`` (a fres
 router retries attempt ``n`` on ``retry.<n>`` and dead-letters once ``n`` exceeds the policy's retries),
 ``retry-not-before: now``, ``dlq-replayed-at`` and ``dlq-replay-count`` (previous + 1). Only the owning
 service reads its retry topics, so no other service is re-triggered; the service's idempotency store
-drops events it already handled.
+drops events it already handled. With ``ordered_retries`` a replayed event of a blocked key is parked
+behind the blocker like any other event of that key.
 
 Every run, dry runs included, appends one JSON record to ``<service>.dlq.history`` (one partition, so
 runs keep their order): who, when, filters, counts, outcome and the DLQ offsets acknowledged as
-replayed. A later run skips those offsets unless ``again`` is set.
+replayed. Only acknowledged offsets are recorded, so a later run skips exactly those — from failed or
+interrupted runs too — unless ``again`` is set.
 Thread-safety: none needed; a run uses its own producer and consumers.
 """
 
@@ -24,6 +26,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from confluent_kafka import KafkaException
 
 from choreo.config import Settings
 from choreo.errors import ChoreoError, ConfigError
@@ -208,13 +212,21 @@ def read_history(settings: Settings, service: str) -> list[ReplayRun]:
     return sorted(runs, key=lambda r: r.started_ms)
 
 
-def write_history(settings: Settings, run: ReplayRun) -> None:
+def write_history(settings: Settings, run: ReplayRun, producer: ReliableProducer | None = None) -> None:
     """Append ``run`` to ``<service>.dlq.history`` (created with one partition if missing) and wait for the ack."""
     topic = history_topic(run.service)
     ensure_topics(settings.librdkafka(), [TopicSpec(topic, 1, settings.topic_replication_factor)])
-    producer = ReliableProducer(settings.librdkafka())
+    producer = producer or new_producer(settings)
     producer.produce(OutgoingRecord(topic, run.run_id.encode(), run.to_json(), []))
     producer.flush()
+
+
+def new_producer(settings: Settings) -> ReliableProducer:
+    """The project's reliable producer; ConfigError for librdkafka options it refuses."""
+    try:
+        return ReliableProducer(settings.librdkafka())
+    except KafkaException as exc:
+        raise ConfigError(f"invalid Kafka client settings: {exc}") from exc
 
 
 def replayed_positions(runs: Iterable[ReplayRun]) -> set[tuple[int, int]]:
@@ -249,6 +261,8 @@ def replay(settings: Settings, service: str, flt: DeadLetterFilter | None = None
     """
     flt, options = flt or DeadLetterFilter(), options or ReplayOptions()
     started = h.now_ms()
+    # Made first: an idempotent producer needs ~0.5 s to get its producer id, overlapped with the reads.
+    producer = new_producer(settings)
     dead_letters = read_dead_letters(settings, service)
     plan = plan_replay(dead_letters, flt, options, replayed_positions(read_history(settings, service)))
     target = h.retry_topic(service, 1)
@@ -261,7 +275,7 @@ def replay(settings: Settings, service: str, flt: DeadLetterFilter | None = None
     error: str | None = None
     if not options.dry_run and plan.selected:
         try:
-            _send(settings, target, plan.selected, options.rate, replayed, on_progress)
+            _send(producer, target, plan.selected, options.rate, replayed, on_progress)
         except ChoreoError as exc:
             error = str(exc)
     run = ReplayRun(
@@ -271,30 +285,36 @@ def replay(settings: Settings, service: str, flt: DeadLetterFilter | None = None
         outcome="failed" if error else "ok", error=error, offsets=_offsets(replayed))
     report = ReplayReport(plan, replayed, run)
     try:
-        write_history(settings, run)
+        # After a produce failure the producer may be unusable (fenced): record the run with a new one.
+        write_history(settings, run, producer if error is None else None)
     except ChoreoError as exc:
         report.audit_error = f"could not record the run in {history_topic(service)}: {exc}"
     return report
 
 
-def _send(settings: Settings, target: str, selected: list[DeadLetter], rate: float | None,
+def _send(producer: ReliableProducer, target: str, selected: list[DeadLetter], rate: float | None,
           replayed: list[DeadLetter], on_progress: Callable[[DeadLetter], None] | None) -> None:
-    """Produce in chunks; after each acknowledged chunk extend ``replayed``. Raises ProduceError."""
-    producer = ReliableProducer(settings.librdkafka())
+    """Produce in chunks; after each acknowledged chunk extend ``replayed``. Raises ProduceError, or
+    ChoreoError on Ctrl-C once what was already queued is acknowledged (so the run is recorded)."""
     bucket = TokenBucket(rate) if rate else None
     pending: list[DeadLetter] = []
-    for dead in selected:
-        if bucket is not None:
-            bucket.acquire()
-            producer.poll()
-        producer.produce(OutgoingRecord(target, dead.key, dead.value, replay_headers(dead, h.now_ms())))
-        pending.append(dead)
-        if on_progress is not None:
-            on_progress(dead)
-        if len(pending) >= FLUSH_EVERY:
-            producer.flush()
-            replayed.extend(pending)
-            pending = []
+    try:
+        for dead in selected:
+            if bucket is not None:
+                bucket.acquire()
+                producer.poll()
+            producer.produce(OutgoingRecord(target, dead.key, dead.value, replay_headers(dead, h.now_ms())))
+            pending.append(dead)
+            if on_progress is not None:
+                on_progress(dead)
+            if len(pending) >= FLUSH_EVERY:
+                producer.flush()
+                replayed.extend(pending)
+                pending = []
+    except KeyboardInterrupt:
+        producer.flush()
+        replayed.extend(pending)
+        raise ChoreoError("interrupted (Ctrl-C)") from None
     producer.flush()
     replayed.extend(pending)
 

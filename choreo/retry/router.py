@@ -36,9 +36,10 @@ class RetryRouter:
         self.on_dead_letter = on_dead_letter
 
     def topics(self) -> list[str]:
-        """Every retry level any policy may use, plus the DLQ."""
+        """Every retry level any policy may use (at least one: DLQ replay and ordered retries
+        re-enter through ``retry.1``), plus the DLQ."""
         most = max([self.policy.retries, *(p.retries for p in self.policies.values())])
-        return [h.retry_topic(self.service, n) for n in range(1, most + 1)] + [h.dlq_topic(self.service)]
+        return [h.retry_topic(self.service, n) for n in range(1, max(1, most) + 1)] + [h.dlq_topic(self.service)]
 
     def on_poison(self, message: Message, error: Exception, producer: ReliableProducer) -> None:
         metrics.SKIPPED_POISON.labels(self.service, message.topic()).inc()
@@ -72,7 +73,7 @@ class RetryRouter:
                      producer: ReliableProducer) -> None:
         headers = headers_to_dict(message.headers())
         now = h.now_ms()
-        first = h.header_int(headers, h.DLQ_FIRST_FAILURE, now)
+        first = None if h.DLQ_FIRST_FAILURE in headers else now  # a retried record carries its first failure
         record = OutgoingRecord(
             h.dlq_topic(self.service), message.key(), message.value(),
             h.carried_headers(message) + h.original_position(message, headers) + h.failure_headers(

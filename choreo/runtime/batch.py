@@ -116,7 +116,10 @@ class BatchProcessor:
         seen = self.store.seen(self.service, [item.envelope.event_id for item in items]) if items else set()
         self._marks: list[str] = []
         self._outbox_sent: list[str] = []
-        redelivered_tx: list[str] = []
+        # A redelivered transactional event re-sends its unacknowledged outbox at its own place in the
+        # batch, so a later event of the same key cannot overtake its outputs. One store call per batch.
+        redelivered_tx = [i.envelope.event_id for i in items if i.spec.transactional and i.envelope.event_id in seen]
+        pending_outbox = self.store.pending_outbox(self.service, redelivered_tx) if redelivered_tx else {}
         ordering = self.ordering
         if ordering is not None:
             ordering.begin({k for k in (entity_key(item.message) for item in items) if k is not None})
@@ -127,8 +130,8 @@ class BatchProcessor:
                 outcome.duplicates += 1
                 metrics.DUPLICATES.labels(self.service, item.binding.type_name).inc()
                 log.debug("duplicate skipped service=%s event_id=%s", self.service, event_id)
-                if item.spec.transactional:
-                    redelivered_tx.append(event_id)
+                if event_id in pending_outbox:
+                    self._resend_outbox(event_id, pending_outbox.pop(event_id))
                 if ordering is not None:
                     ordering.done(key, event_id, self.producer)
                 continue
@@ -148,8 +151,6 @@ class BatchProcessor:
                     ordering.retrying(key, event_id)
                 else:
                     ordering.done(key, event_id, self.producer)
-        if redelivered_tx:
-            self._resend_outbox(redelivered_tx)
         return outcome
 
     def finish(self) -> None:
@@ -276,13 +277,11 @@ class BatchProcessor:
             self._produced[(binding.topic, binding.type_name)] += 1
         return records
 
-    def _resend_outbox(self, event_ids: list[str]) -> None:
-        pending = self.store.pending_outbox(self.service, event_ids)
-        for event_id, records in pending.items():
-            for record in records:
-                self.producer.produce(OutgoingRecord(record.topic, record.key, record.value, list(record.headers)))
-            self._outbox_sent.append(event_id)
-            log.info("re-sent %d outbox records service=%s event_id=%s", len(records), self.service, event_id)
+    def _resend_outbox(self, event_id: str, records: list[OutboxRecord]) -> None:
+        for record in records:
+            self.producer.produce(OutgoingRecord(record.topic, record.key, record.value, list(record.headers)))
+        self._outbox_sent.append(event_id)
+        log.info("re-sent %d outbox records service=%s event_id=%s", len(records), self.service, event_id)
 
 
 def records_with_ids(records: list[OutgoingRecord]) -> list[tuple[OutgoingRecord, str]]:

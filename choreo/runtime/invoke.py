@@ -8,6 +8,7 @@ so ``async def`` handlers cost no thread hop. The chain is built once per handle
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -50,7 +51,13 @@ def adapt(spec: HandlerSpec, loop: asyncio.AbstractEventLoop) -> Handler:
         return call_async
 
     def call_sync(event: Event, ctx: Context) -> list[Event]:
-        return _as_list(func(event, ctx), spec)
+        result = func(event, ctx)
+        # A plain decorator around an async handler hides it: await what it hands back.
+        if inspect.isawaitable(result):
+            result = loop.run_until_complete(result)  # type: ignore[arg-type]
+        elif inspect.isasyncgen(result):
+            result = loop.run_until_complete(_drain(result))
+        return _as_list(result, spec)
     return call_sync
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -53,6 +55,9 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
         "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 4),
         "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         "max.poll.interval.ms": 300000,
+        # Range gives partition i of every subscribed topic to the same member, so a key's domain
+        # partition and its retry partitions stay together (ordered retries rely on it).
+        "partition.assignment.strategy": "range",
     }
     return settings.librdkafka(defaults, **{"group.id": group, "enable.auto.offset.store": False, **overrides})
 
@@ -145,9 +150,10 @@ class Worker:
                 outcome = processor.process(messages)
                 processor.finish()
                 break
-            except (InfrastructureError, ChoreoError, KafkaException) as exc:
-                if self._stop.is_set():
-                    raise
+            # Store errors (a locked SQLite file, a PostgreSQL failover) are transient like broker ones.
+            except (InfrastructureError, ChoreoError, KafkaException, sqlite3.Error, psycopg.Error) as exc:
+                if self._stop.is_set() or getattr(exc, "fatal", False):
+                    raise  # a fatal producer error needs a new process: exit, the supervisor restarts us
                 log.error("batch failed, will re-run it service=%s error=%s", self.bound.name, exc)
                 time.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
@@ -193,8 +199,14 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Runs inside consume(): the previous batch is finished and its offsets stored.
-        for tp in partitions:
-            self._paused.pop(TopicPartition(tp.topic, tp.partition), None)
+        # librdkafka keeps a partition's pause flag across revoke and re-assign: resume what we paused,
+        # or a retry partition that comes back to us would never be fetched again. On re-assignment
+        # its head is read from the committed offset and paused again if still not due.
+        paused = [tp for tp in (TopicPartition(p.topic, p.partition) for p in partitions) if tp in self._paused]
+        if paused:
+            consumer.resume(paused)
+            for tp in paused:
+                del self._paused[tp]
         log.info("revoked service=%s partitions=%s", self.bound.name,
                  [(p.topic, p.partition) for p in partitions])
         self._commit(consumer)

@@ -27,6 +27,12 @@ from choreo.events import Event, EventBinding
 MAGIC_BYTE = 0
 
 
+def is_transport_error(exc: BaseException) -> bool:
+    """True for "could not reach the registry": the client raises its HTTP library's errors
+    (httpx or httpx2, whichever is installed) or an OSError, not SchemaRegistryError."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore"}
+
+
 def _event_to_dict(event: Event, _ctx: SerializationContext) -> dict[str, Any]:
     return event.to_avro()
 
@@ -78,6 +84,10 @@ class AvroEventSerde:
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise EventValidationError(f"{binding.type_name}: {self._explain(binding, event, exc)}",
                                        topic=binding.topic, key=event.entity_key()) from exc
+        except Exception as exc:
+            if is_transport_error(exc):  # not the event's fault: the batch is re-run when the registry is back
+                raise InfrastructureError(f"schema registry unreachable: {exc!r}") from exc
+            raise
         assert data is not None
         return data
 
@@ -110,6 +120,10 @@ class AvroEventSerde:
         except (SerializationError, SchemaResolutionError, ValueError, TypeError, KeyError, EOFError,
                 IndexError) as exc:
             raise DeserializationError(f"{binding.type_name}: cannot decode Avro value: {exc}") from exc
+        except Exception as exc:
+            if is_transport_error(exc):
+                raise InfrastructureError(f"schema registry unreachable: {exc!r}") from exc
+            raise DeserializationError(f"{binding.type_name}: cannot decode Avro value: {exc!r}") from exc
         try:
             return binding.event_class.model_validate(record)
         except ModelValidationError as exc:

@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from choreo import Context, PermanentError, Service
 from choreo.retry import RetryPolicy
+from choreo.testing.processes import wait_until
 from tests.integration.runtime.conftest import EchoEnv, running
 from tests.support.echo import Ping, Pong
 from tests.support.kafka import count_at_least, headers_of, produce_raw, read_topic
@@ -134,3 +135,33 @@ def test_without_ordered_retries_a_later_event_of_the_key_overtakes(echo_env: Ec
     with running(service, echo_env):
         read_topic(echo_env.kafka_config, echo_env.out_topic, until=count_at_least(2))
     assert handled == [2, 1]
+
+
+def test_a_retry_waiting_through_a_rebalance_is_still_delivered(echo_env: EchoEnv, unique) -> None:
+    """A paused retry partition revoked and re-assigned must be fetched again (librdkafka keeps pause flags)."""
+    name = unique("rebalanced")
+    attempts: list[int] = []
+
+    def build() -> Service:
+        service = Service(name, retry=RetryPolicy(delays=(8.0,), jitter=0.0))
+
+        @service.handler(Ping)
+        def fail_first(event: Ping, ctx: Context) -> Pong:
+            attempts.append(ctx.attempt)
+            if ctx.attempt == 1:
+                raise ConnectionError("first attempt fails")
+            return Pong(key=event.key, seq=event.seq)
+
+        return service
+
+    with echo_env.publisher() as publisher:
+        publisher.publish(Ping(key="r", seq=1))
+    with running(build(), echo_env) as first:
+        wait_until(lambda: attempts == [1], 30, message="first attempt")
+        # Let the worker read the not-yet-due retry record and pause its partition, then make the group
+        # rebalance twice: a second member joins (everything is revoked) and leaves again.
+        wait_until(lambda: bool(first._paused), 30, message="retry partition paused")
+        with running(build(), echo_env):
+            pass
+        pongs = read_topic(echo_env.kafka_config, echo_env.out_topic, until=count_at_least(1), timeout_s=60)
+    assert len(pongs) == 1 and attempts[-1] == 2
