@@ -50,8 +50,8 @@ def _replay(bootstrap: str, url: str) -> None:
         return
     from bench.dlq_replay import replay_throughput
 
-    rate = replay_throughput(bootstrap, url, 2000)
-    console.print(f"DLQ replay throughput (2000 dead letters → retry topic): {rate:,.0f} events/s")
+    rate = replay_throughput(bootstrap, url, 20000)
+    console.print(f"DLQ replay throughput (20000 dead letters → retry topic): {rate:,.0f} events/s")
 
 
 def _registry(url: str) -> None:
