@@ -17,25 +17,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 log = logging.getLogger(__name__)
 
 
-def create_health_app(is_alive: Callable[[], bool], is_ready: Callable[[], bool]) -> FastAPI:
-    app = FastAPI(title="choreo service", docs_url=None, redoc_url=None, openapi_url=None)
+def add_health_routes(app: FastAPI, is_alive: Callable[[], bool], is_ready: Callable[[], bool]) -> None:
+    """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz`` (200 or 503) on ``app``."""
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz")
+    @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:
         ok = is_alive()
         return Response('{"status":"ok"}' if ok else '{"status":"down"}', status_code=200 if ok else 503,
                         media_type="application/json")
 
-    @app.get("/readyz")
+    @app.get("/readyz", include_in_schema=False)
     def readyz() -> Response:
         ok = is_ready()
         return Response('{"status":"ready"}' if ok else '{"status":"starting"}', status_code=200 if ok else 503,
                         media_type="application/json")
 
+
+def create_health_app(is_alive: Callable[[], bool], is_ready: Callable[[], bool]) -> FastAPI:
+    app = FastAPI(title="choreo service", docs_url=None, redoc_url=None, openapi_url=None)
+    add_health_routes(app, is_alive, is_ready)
     return app
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from choreo.observability.http import add_health_routes
 from choreo.registry.compat import CompatibilityLevel
 from choreo.registry.errors import InvalidMode, SchemaNotFound, SubjectConfigNotFound, UnprocessableRequest
 from choreo.registry.protocol import (
@@ -63,6 +64,8 @@ def create_app(store: SchemaStore) -> FastAPI:
     _compatibility_routes(router, store)
     _config_routes(router, store)
     app.include_router(router)
+    # The store is loaded before the app exists, so a serving registry is alive and ready.
+    add_health_routes(app, is_alive=lambda: True, is_ready=lambda: True)
     return app
 
 

@@ -169,3 +169,12 @@ def test_bad_bodies_get_clear_messages_and_the_server_keeps_serving(
     assert lenient.status_code == 200
     assert http.get("/subjects").status_code == 200
     assert register(http, subject, avro_record("Order", ID, QTY_DEFAULT)).status_code == 200
+
+
+def test_registry_serves_health_and_metrics(schema_registry_url: str) -> None:
+    import httpx as _httpx
+
+    assert _httpx.get(f"{schema_registry_url}/healthz").json() == {"status": "ok"}
+    assert _httpx.get(f"{schema_registry_url}/readyz").status_code == 200
+    metrics = _httpx.get(f"{schema_registry_url}/metrics")
+    assert metrics.status_code == 200 and "process_cpu_seconds_total" in metrics.text
