@@ -172,9 +172,7 @@ def test_bad_bodies_get_clear_messages_and_the_server_keeps_serving(
 
 
 def test_registry_serves_health_and_metrics(schema_registry_url: str) -> None:
-    import httpx as _httpx
-
-    assert _httpx.get(f"{schema_registry_url}/healthz").json() == {"status": "ok"}
-    assert _httpx.get(f"{schema_registry_url}/readyz").status_code == 200
-    metrics = _httpx.get(f"{schema_registry_url}/metrics")
+    assert httpx.get(f"{schema_registry_url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{schema_registry_url}/readyz").status_code == 200
+    metrics = httpx.get(f"{schema_registry_url}/metrics")
     assert metrics.status_code == 200 and "process_cpu_seconds_total" in metrics.text
