@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 SPEC_VERSION = "1.0"
@@ -83,19 +83,16 @@ class Envelope:
     causation_id: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
-    extra: dict[str, bytes] = field(default_factory=dict)
 
     def to_headers(self) -> Headers:
-        """Kafka headers, UTF-8 bytes; ``extra`` (retry/DLQ headers) appended as they are."""
+        """Kafka headers, UTF-8 bytes (absent values are left out)."""
         pairs: list[tuple[str, str | None]] = [
             (CE_SPECVERSION, SPEC_VERSION), (CE_ID, self.event_id), (CE_TYPE, self.event_type),
             (CE_SOURCE, self.source), (CE_TIME, self.time), (CE_SUBJECT, self.subject),
             (CORRELATION_ID, self.correlation_id), (REQUEST_ID, self.request_id),
             (CAUSATION_ID, self.causation_id), (TRACEPARENT, self.traceparent), (TRACESTATE, self.tracestate),
         ]
-        headers: Headers = [(name, value.encode()) for name, value in pairs if value is not None]
-        headers.extend(self.extra.items())
-        return headers
+        return [(name, value.encode()) for name, value in pairs if value is not None]
 
 
 def headers_to_dict(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, bytes]:
@@ -111,7 +108,7 @@ def parse_envelope(headers: dict[str, bytes]) -> Envelope:
     """Envelope from a header dict. EnvelopeError if the CloudEvents id or type is missing.
 
     A record without ``correlation-id`` starts a new job: its own event id becomes the correlation id.
-    Retry/DLQ headers are not copied into ``extra``: the retry layer reads them from the record.
+    Retry/DLQ headers are not part of the envelope: the retry layer reads them from the record.
     """
     try:
         event_id = headers[CE_ID].decode()

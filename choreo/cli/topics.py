@@ -7,9 +7,10 @@ from rich.console import Console
 
 from choreo.cli.errors import friendly_errors
 from choreo.config import Settings
-from choreo.kafka.admin import TopicSpec, ensure_topics
+from choreo.kafka.admin import ensure_topics
 from choreo.retry.router import RetryRouter
 from choreo.runtime.loader import load_service
+from choreo.runtime.worker import required_topics, topic_specs
 from choreo.schemas.catalog import SchemaCatalog
 
 app = typer.Typer(help="Topic administration.", no_args_is_help=True)
@@ -27,11 +28,9 @@ def ensure(
     catalog = SchemaCatalog.load(settings.schemas_dir)
     names = set(catalog.topics())
     for target in services or []:
-        service = load_service(target)
-        bound = service.bind(catalog)
-        names |= set(RetryRouter(bound.name, service.retry, policies=bound.retry_policies()).topics())
-    specs = [TopicSpec(n, settings.topic_partitions, settings.topic_replication_factor) for n in sorted(names)]
-    result = ensure_topics(settings.librdkafka(), specs)
+        bound = load_service(target).bind(catalog)
+        names |= required_topics(bound, RetryRouter.for_service(bound).topics())
+    result = ensure_topics(settings.librdkafka(), topic_specs(settings, names))
     for name in sorted(names):
         state = "[green]created[/]" if name in result.created else "exists"
         console.print(f"{name:40s} {state}")

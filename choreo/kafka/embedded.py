@@ -88,10 +88,6 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

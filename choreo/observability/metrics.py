@@ -5,7 +5,7 @@ The runtime counts per batch where it can (``inc(n)``), so metrics cost little o
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 CONSUMED = Counter("choreo_events_consumed", "Records consumed", ["service", "topic", "event_type"])
 PRODUCED = Counter("choreo_events_produced", "Events produced and acknowledged", ["service", "topic", "event_type"])
@@ -20,7 +20,3 @@ DEAD_LETTERED = Counter("choreo_dead_lettered", "Events sent to the dead-letter 
                         ["service", "topic", "reason"])
 DUPLICATES = Counter("choreo_duplicates_skipped", "Events skipped as already processed", ["service", "event_type"])
 SKIPPED_POISON = Counter("choreo_poison_records", "Records that could not be decoded", ["service", "topic"])
-CONSUMER_LAG = Gauge("choreo_consumer_lag", "Records behind the high watermark", ["service", "topic", "partition"])
-OUT_OF_ORDER = Counter("choreo_out_of_order_events", "Events seen out of their expected order",
-                       ["service", "event_type"])
-JOBS = Gauge("choreo_jobs", "Jobs by status", ["service", "status"])

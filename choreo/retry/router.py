@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Message
 
@@ -18,6 +19,9 @@ from choreo.kafka.producer import OutgoingRecord, ReliableProducer
 from choreo.observability import metrics
 from choreo.retry import headers as h
 from choreo.retry.policy import RetryPolicy, Verdict
+
+if TYPE_CHECKING:
+    from choreo.service import BoundService
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,11 @@ class RetryRouter:
         self.policy = policy or RetryPolicy()
         self.policies = policies or {}  # per event type (ce_type) overrides
         self.on_dead_letter = on_dead_letter
+
+    @classmethod
+    def for_service(cls, bound: BoundService, on_dead_letter: DeadLetterHook | None = None) -> RetryRouter:
+        """The router a service declares: its retry policy and its handlers' overrides."""
+        return cls(bound.name, bound.service.retry, policies=bound.retry_policies(), on_dead_letter=on_dead_letter)
 
     def topics(self) -> list[str]:
         """Every retry level any policy may use (at least one: DLQ replay and ordered retries

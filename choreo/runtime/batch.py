@@ -78,7 +78,6 @@ class BatchOutcome:
     duplicates: int = 0
     parked: int = 0
     failed: int = 0
-    emitted: int = 0
 
 
 class BatchProcessor:
@@ -99,6 +98,7 @@ class BatchProcessor:
         # Counted locally and added to Prometheus once per batch: labels() per record is costly.
         self._consumed: Counter[tuple[str, str]] = Counter()
         self._produced: Counter[tuple[str, str]] = Counter()
+        self._duplicates: Counter[str] = Counter()
         self._durations = {name: metrics.HANDLER_DURATION.labels(self.service, name) for name in bound.inputs}
         self._batch_time = ""
         self._chains: dict[str, Handler] = {
@@ -111,6 +111,7 @@ class BatchProcessor:
     def process(self, messages: Sequence[Message]) -> BatchOutcome:
         """Handle ``messages`` and queue every resulting record; the caller then calls :meth:`finish`."""
         outcome = BatchOutcome()
+        self._clear_counters()  # a re-run batch counts once: what a failed attempt counted is dropped
         self._batch_time = format_time(datetime.now(UTC))
         items = self._parse(messages, outcome)
         seen = self.store.seen(self.service, [item.envelope.event_id for item in items]) if items else set()
@@ -128,7 +129,7 @@ class BatchProcessor:
             key = entity_key(item.message) if ordering is not None else None
             if event_id in seen:
                 outcome.duplicates += 1
-                metrics.DUPLICATES.labels(self.service, item.binding.type_name).inc()
+                self._duplicates[item.binding.type_name] += 1
                 log.debug("duplicate skipped service=%s event_id=%s", self.service, event_id)
                 if event_id in pending_outbox:
                     self._resend_outbox(event_id, pending_outbox.pop(event_id))
@@ -170,8 +171,14 @@ class BatchProcessor:
             metrics.CONSUMED.labels(self.service, topic, type_name).inc(count)
         for (topic, type_name), count in self._produced.items():
             metrics.PRODUCED.labels(self.service, topic, type_name).inc(count)
+        for type_name, count in self._duplicates.items():
+            metrics.DUPLICATES.labels(self.service, type_name).inc(count)
+        self._clear_counters()
+
+    def _clear_counters(self) -> None:
         self._consumed.clear()
         self._produced.clear()
+        self._duplicates.clear()
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -233,14 +240,13 @@ class BatchProcessor:
             if item.spec.transactional:
                 self._run_transactional(chain, event, ctx)
             else:
-                outputs = chain(event, ctx)
-                for record in self._encode_outputs(outputs, ctx):
+                for record, _ in self._encode_outputs(chain(event, ctx), ctx):
                     self.producer.produce(record)
                 self._marks.append(ctx.event_id)
         except DuplicateEventError:
             # Another member of the group committed this event first (a rebalance race): its
             # transaction rolled back, so nothing of this run is kept or sent.
-            metrics.DUPLICATES.labels(self.service, item.binding.type_name).inc()
+            self._duplicates[item.binding.type_name] += 1
             return "handled"
         except InfrastructureError:
             raise  # the registry or store is down: not the event's fault; the batch is re-run
@@ -257,15 +263,18 @@ class BatchProcessor:
             records = self._encode_outputs(chain(event, ctx), ctx)
             tx.record(ctx.event_id, [
                 OutboxRecord(topic=r.topic, key=r.key, value=r.value, headers=r.headers, event_id=event_id)
-                for r, event_id in records_with_ids(records)
+                for r, event_id in records
             ])
-        for record in records:
+        for record, _ in records:
             self.producer.produce(record)
         self._outbox_sent.append(ctx.event_id)
 
-    def _encode_outputs(self, outputs: list[Event], ctx: Context) -> list[OutgoingRecord]:
-        """Envelope and encode every emitted event (all before any is produced: all or nothing)."""
-        records: list[OutgoingRecord] = []
+    def _encode_outputs(self, outputs: list[Event], ctx: Context) -> list[tuple[OutgoingRecord, str]]:
+        """Envelope and encode every emitted event (all before any is produced: all or nothing).
+
+        Returns each record with its ``ce_id`` (the outbox keeps it).
+        """
+        records: list[tuple[OutgoingRecord, str]] = []
         for position, output in enumerate(outputs):
             binding = self.bound.output_binding(type(output))
             key = output.entity_key()
@@ -273,7 +282,8 @@ class BatchProcessor:
                                        source=self.service, subject=key, request_id=ctx.request_id,
                                        time=self._batch_time)
             value = self.serde.encode(binding, output)
-            records.append(OutgoingRecord(binding.topic, key.encode(), value, envelope.to_headers()))
+            records.append((OutgoingRecord(binding.topic, key.encode(), value, envelope.to_headers()),
+                            envelope.event_id))
             self._produced[(binding.topic, binding.type_name)] += 1
         return records
 
@@ -282,9 +292,4 @@ class BatchProcessor:
             self.producer.produce(OutgoingRecord(record.topic, record.key, record.value, list(record.headers)))
         self._outbox_sent.append(event_id)
         log.info("re-sent %d outbox records service=%s event_id=%s", len(records), self.service, event_id)
-
-
-def records_with_ids(records: list[OutgoingRecord]) -> list[tuple[OutgoingRecord, str]]:
-    """Pair each outgoing record with its ``ce_id`` header (the outbox row's id)."""
-    return [(r, next(v.decode() for k, v in r.headers if k == "ce_id")) for r in records]
 

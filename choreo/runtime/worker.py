@@ -62,6 +62,15 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
     return settings.librdkafka(defaults, **{"group.id": group, "enable.auto.offset.store": False, **overrides})
 
 
+def required_topics(bound: BoundService, failure_topics: list[str]) -> set[str]:
+    """Every topic a service needs: what it reads, every catalog topic it may emit to, retries and DLQ."""
+    return set(bound.topics) | set(bound.catalog.topics()) | set(failure_topics)
+
+
+def topic_specs(settings: Settings, names: set[str]) -> list[TopicSpec]:
+    return [TopicSpec(n, settings.topic_partitions, settings.topic_replication_factor) for n in sorted(names)]
+
+
 def alert_hook(settings: Settings) -> LogAlert | WebhookAlert:
     """The dead-letter escalation configured in settings: a webhook, or a log line."""
     if settings.alert_webhook_url:
@@ -83,9 +92,7 @@ class Worker:
         self.shutdown_timeout_s = shutdown_timeout_s
         self._stop = threading.Event()
         self._store = store
-        self._failures = failures or RetryRouter(bound.name, bound.service.retry,
-                                                 policies=bound.retry_policies(),
-                                                 on_dead_letter=alert_hook(settings))
+        self._failures = failures or RetryRouter.for_service(bound, on_dead_letter=alert_hook(settings))
         self._paused: dict[TopicPartition, int] = {}  # retry partitions waiting for their head's due time
         self.on_batch = on_batch  # called on the loop thread after each finished batch
         self.ready = threading.Event()
@@ -100,19 +107,13 @@ class Worker:
 
     def subscribed_topics(self) -> list[str]:
         """Domain topics plus this service's retry topics (never its DLQ: that only replay reads)."""
-        retry_topics = [t for t in self._failure_topics() if not t.endswith(".dlq")]
+        retry_topics = [t for t in self._failures.topics() if not t.endswith(".dlq")]
         return sorted(set(self.bound.topics) | set(retry_topics))
-
-    def _failure_topics(self) -> list[str]:
-        topics = getattr(self._failures, "topics", None)
-        return list(topics()) if callable(topics) else []
 
     def ensure_topics(self) -> None:
         """Create the topics this service reads, its retry/DLQ topics and every catalog topic it may emit to."""
-        topics = set(self.bound.topics) | set(self.bound.catalog.topics()) | set(self._failure_topics())
-        ensure_topics(self.settings.librdkafka(), [
-            TopicSpec(t, self.settings.topic_partitions, self.settings.topic_replication_factor) for t in topics
-        ])
+        ensure_topics(self.settings.librdkafka(),
+                      topic_specs(self.settings, required_topics(self.bound, self._failures.topics())))
 
     def run(self) -> None:
         """Consume until stopped. Raises InfrastructureError if the stack stays unreachable."""

@@ -49,13 +49,6 @@ def test_record_without_correlation_starts_a_job() -> None:
     assert envelope.correlation_id == "e1"
 
 
-def test_extra_headers_are_appended_when_building() -> None:
-    envelope = root_envelope("t", "s", "k")
-    from dataclasses import replace
-
-    assert ("retry-attempt", b"2") in replace(envelope, extra={"retry-attempt": b"2"}).to_headers()
-
-
 @given(st.text())
 def test_fast_uuid5_matches_the_standard_library(name: str) -> None:
     import uuid
