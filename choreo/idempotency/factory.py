@@ -18,7 +18,7 @@ from typing import Any
 
 from choreo.config import Settings
 from choreo.errors import ConfigError, InfrastructureError
-from choreo.idempotency.base import DEFAULT_EXPIRE_INTERVAL, DEFAULT_RETENTION, IdempotencyStore
+from choreo.idempotency.base import IdempotencyStore
 from choreo.idempotency.postgres import PostgresStore, redact_url
 from choreo.idempotency.sqlite import SQLiteStore
 
@@ -48,10 +48,8 @@ def _check_service(service: str) -> None:
 def open_store(settings: Settings, service: str, **options: Any) -> IdempotencyStore:
     """The idempotency store for ``service``; ``options`` go to the store's constructor (e.g. ``clock``)."""
     _check_service(service)
-    options.setdefault("retention", getattr(settings, "store_retention", None) or DEFAULT_RETENTION)
-    options.setdefault(
-        "expire_interval", getattr(settings, "store_expire_interval", None) or DEFAULT_EXPIRE_INTERVAL
-    )
+    options.setdefault("retention", settings.store_retention)
+    options.setdefault("expire_interval", settings.store_expire_interval)
     if isinstance(options["retention"], int | float):
         options["retention"] = timedelta(seconds=options["retention"])
     url = (settings.store_url or "").strip()

@@ -59,7 +59,7 @@ class KafkaSchemaLog:
         # Our defaults first, so CHOREO_KAFKA_* pass-through options (e.g. message.timeout.ms) win.
         defaults = {"acks": "all", "enable.idempotence": True, "linger.ms": 0,
                     "message.timeout.ms": int(self.timeout_s * 1000)}
-        producer = Producer({**defaults, **self.settings.librdkafka()})
+        producer = Producer(self.settings.librdkafka(defaults))
         # Learn the partition leader now, or the first write waits ~0.5 s for librdkafka to look it up.
         producer.list_topics(self.topic, timeout=self.timeout_s)
         return producer

@@ -22,21 +22,15 @@ from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
 from confluent_kafka.schema_registry import RegisteredSchema, Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from choreo.errors import ConfigError, InfrastructureError
 from choreo.schemas.catalog import EventSchema, SchemaCatalog
+from choreo.serde.avro import is_transport_error
 
 T = TypeVar("T")
 
-try:  # the official client talks through httpx2 when it is installed, else httpx
-    from confluent_kafka.schema_registry.common._httpx_compat import httpx as _client_httpx
-
-    _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, _client_httpx.TransportError)
-except ImportError:  # older clients: plain httpx
-    _TRANSPORT_ERRORS = (httpx.TransportError,)
 
 # Confluent error codes (SPEC §5).
 SUBJECT_NOT_FOUND = 40401
@@ -74,7 +68,6 @@ class SubjectOutcome:
     schema_id: int | None = None
     version: int | None = None
     reasons: tuple[str, ...] = ()
-    registered: bool = False  # set by apply() when this run wrote the schema
 
 
 @dataclass(frozen=True)
@@ -109,13 +102,15 @@ def _registry_errors(client: SchemaRegistryClient) -> Iterator[None]:
     """Transport failures and server errors become InfrastructureError; 4xx SchemaRegistryError passes."""
     try:
         yield
-    except _TRANSPORT_ERRORS as exc:
-        reason = str(exc) or type(exc).__name__
-        raise InfrastructureError(f"schema registry unreachable at {_base_url(client)}: {reason}") from exc
     except SchemaRegistryError as exc:
         if exc.http_status_code >= 500 or exc.http_status_code in (401, 403):
             raise InfrastructureError(f"schema registry at {_base_url(client)} failed: {exc}") from exc
         raise
+    except Exception as exc:
+        if not is_transport_error(exc):
+            raise
+        reason = str(exc) or type(exc).__name__
+        raise InfrastructureError(f"schema registry unreachable at {_base_url(client)}: {reason}") from exc
 
 
 def _call(client: SchemaRegistryClient, action: Callable[[], T]) -> T:
@@ -229,7 +224,7 @@ def _register(client: SchemaRegistryClient, event: EventSchema, planned: Subject
     if version is None:  # Confluent answers POST /versions with the id only
         found = _lookup(client, event)
         version = found.version if isinstance(found, RegisteredSchema) else None
-    return replace(planned, schema_id=registered.schema_id, version=version, registered=True)
+    return replace(planned, schema_id=registered.schema_id, version=version)
 
 
 def apply(

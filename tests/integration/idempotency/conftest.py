@@ -100,7 +100,7 @@ def make_store(
 
 def _cleanup_postgres(url: str, service_prefix: str, table: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        for name in ("choreo_processed", "choreo_outbox"):
+        for name in ("choreo_processed", "choreo_outbox", "choreo_blocked_keys", "choreo_parked"):
             conn.execute(f"DELETE FROM {name} WHERE service LIKE %s", (service_prefix + "%",))
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -11,6 +10,7 @@ import pytest
 
 from choreo.errors import InfrastructureError
 from choreo.idempotency import DuplicateEventError, PostgresStore
+from choreo.testing.processes import wait_until
 
 
 @pytest.fixture
@@ -36,12 +36,6 @@ _BLOCKED_INSERTS = """
 """
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
 
 def test_concurrent_record_of_one_event_lets_one_transaction_win(
     pg_store: Callable[[], PostgresStore], pg_url: str, service: str
@@ -62,7 +56,8 @@ def test_concurrent_record_of_one_event_lets_one_transaction_win(
         thread = threading.Thread(target=loser)
         thread.start()
         with psycopg.connect(pg_url, autocommit=True) as admin:
-            _wait_until(lambda: admin.execute(_BLOCKED_INSERTS).fetchone()[0] > 0)
+            wait_until(lambda: admin.execute(_BLOCKED_INSERTS).fetchone()[0] > 0, 10, interval_s=0.01,
+                       message="the insert to block")
     thread.join(timeout=10)
     assert len(outcome) == 1 and isinstance(outcome[0], DuplicateEventError)
     assert first.seen(service, ["e1"]) == {"e1"}
