@@ -118,6 +118,14 @@ class IdempotencyStore(Protocol):
         """Key → the event id currently blocking it, for the keys that are blocked (one query per batch)."""
         ...
 
+    def stranded(self, service: str, keys: Iterable[str]) -> list[str]:
+        """Those of ``keys`` with parked records but no blocker: nothing would ever release them.
+
+        Two members changing one key at once (topics not co-partitioned, a rebalance race) can leave
+        a key like that; the runtime releases its oldest record (see ``KeyOrdering.finish``).
+        """
+        ...
+
     def parked(self, service: str, key: str) -> list[OutboxRecord]:
         """The records parked behind ``key``, oldest first (arrival order).
 
@@ -142,6 +150,13 @@ class IdempotencyStore(Protocol):
         3. per key of ``blocks``: a str upserts that event id as the key's blocker, ``None`` unblocks it.
 
         Empty arguments are no-ops.
+        """
+        ...
+
+    def reopen(self) -> IdempotencyStore:
+        """An independent connection to the same store, with the same settings, for another thread.
+
+        ConfigError when the store cannot be shared (an in-memory SQLite database).
         """
         ...
 

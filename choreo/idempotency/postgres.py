@@ -272,6 +272,19 @@ class PostgresStore(ExpiryMixin):
             ).fetchall()
         return {key: blocker for key, blocker in rows}
 
+    def stranded(self, service: str, keys: Iterable[str]) -> list[str]:
+        wanted = unique(keys)
+        if not wanted:
+            return []
+        with self._unit() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT p.key FROM choreo_parked AS p WHERE p.service = %s AND p.key = ANY(%s)"
+                " AND NOT EXISTS (SELECT 1 FROM choreo_blocked_keys AS b"
+                " WHERE b.service = p.service AND b.key = p.key)",
+                (service, wanted),
+            ).fetchall()
+        return sorted(row[0] for row in rows)
+
     def parked(self, service: str, key: str) -> list[OutboxRecord]:
         with self._unit() as conn:
             rows = conn.execute(
@@ -331,6 +344,12 @@ class PostgresStore(ExpiryMixin):
                     "DELETE FROM choreo_blocked_keys WHERE service = %s AND key = ANY(%s)",
                     (service, unblocks),
                 )
+
+    def reopen(self) -> PostgresStore:
+        """A second connection to the same database (for another thread)."""
+        return PostgresStore(self.url, service=self.service, retention=self.retention,
+                             expire_interval=self.expire_interval, clock=self._clock,
+                             connect_timeout=self._connect_timeout)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -11,6 +11,7 @@ shutdown — which the default check forbids. Concurrent use from two threads is
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from choreo.errors import InfrastructureError
+from choreo.errors import ConfigError, InfrastructureError
 from choreo.idempotency.base import (
     DEFAULT_EXPIRE_INTERVAL,
     DEFAULT_RETENTION,
@@ -146,6 +147,7 @@ class SQLiteStore(ExpiryMixin):
     ) -> None:
         self._init_expiry(service, retention, expire_interval, clock)
         self.path = str(path)
+        self._busy_timeout = busy_timeout
         self._depth = 0  # > 0 while a transaction of ours is open
         try:
             self._conn = sqlite3.connect(
@@ -153,10 +155,23 @@ class SQLiteStore(ExpiryMixin):
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            # Marks are random keys in a large index: every insert dirties its own page. A bigger page
+            # cache and fewer WAL checkpoints (each one fsyncs and copies pages back) halve the cost of a
+            # batch's marks at a few hundred thousand rows (bench: 23 → 11 ms per 1,000 marks).
+            self._conn.execute("PRAGMA cache_size=-65536")  # up to 64 MiB, allocated as used
+            self._conn.execute("PRAGMA wal_autocheckpoint=10000")  # pages (~40 MiB of WAL)
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise InfrastructureError(f"cannot open the SQLite store {self.path}: {exc}") from exc
         log.debug("opened SQLite store", extra={"service": service, "path": self.path})
+
+    def reopen(self) -> SQLiteStore:
+        """A second connection to the same file (for another thread); ConfigError for ``:memory:``."""
+        if self.path == ":memory:":
+            raise ConfigError("an in-memory SQLite store cannot be opened twice")
+        return SQLiteStore(self.path, service=self.service, retention=self.retention,
+                           expire_interval=self.expire_interval, clock=self._clock,
+                           busy_timeout=self._busy_timeout)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -164,7 +179,12 @@ class SQLiteStore(ExpiryMixin):
         if self._depth:
             yield self._conn
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            # The write lock stayed taken past busy_timeout (another process, or this one's mark writer
+            # on a long expiry): the store's trouble, not the event's, so the batch is re-run later.
+            raise InfrastructureError(f"SQLite store {self.path} is busy: {exc}") from exc
         self._depth += 1
         try:
             yield self._conn
@@ -176,16 +196,21 @@ class SQLiteStore(ExpiryMixin):
         finally:
             self._depth -= 1
 
+    # seen() and mark_processed() pass a batch's ids as one JSON array: one statement, one
+    # sqlite3_step, so the GIL is released once per batch instead of once per row (the marks are
+    # written on a writer thread beside the consumer, and a per-row GIL hand-off stalls both).
+    # Marks are inserted in key order: neighbouring keys share pages, so fewer pages are touched.
+
     def seen(self, service: str, event_ids: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        for part in chunks(unique(event_ids), _CHUNK):
-            rows = self._conn.execute(
-                "SELECT event_id FROM choreo_processed"
-                f" WHERE service = ? AND event_id IN ({_placeholders(len(part))})",
-                (service, *part),
-            )
-            found.update(row[0] for row in rows)
-        return found
+        ids = unique(event_ids)
+        if not ids:
+            return set()
+        rows = self._conn.execute(
+            "SELECT event_id FROM choreo_processed"
+            " WHERE service = ? AND event_id IN (SELECT value FROM json_each(?))",
+            (service, json.dumps(ids)),
+        )
+        return {row[0] for row in rows}
 
     def mark_processed(self, service: str, event_ids: Iterable[str]) -> None:
         ids = unique(event_ids)
@@ -193,10 +218,10 @@ class SQLiteStore(ExpiryMixin):
             return
         now = _epoch_ms(self._clock())
         with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO choreo_processed (service, event_id, processed_at) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                [(service, event_id, now) for event_id in ids],
+            conn.execute(
+                "INSERT INTO choreo_processed (service, event_id, processed_at)"
+                " SELECT ?, value, ? FROM json_each(?) WHERE true ORDER BY value ON CONFLICT DO NOTHING",
+                (service, now, json.dumps(ids)),
             )
 
     @contextmanager
@@ -255,6 +280,18 @@ class SQLiteStore(ExpiryMixin):
             )
             found.update((key, blocker) for key, blocker in rows)
         return found
+
+    def stranded(self, service: str, keys: Iterable[str]) -> list[str]:
+        found: list[str] = []
+        for part in chunks(unique(keys), _CHUNK):
+            rows = self._conn.execute(
+                "SELECT DISTINCT p.key FROM choreo_parked AS p"
+                f" WHERE p.service = ? AND p.key IN ({_placeholders(len(part))}) AND NOT EXISTS"
+                " (SELECT 1 FROM choreo_blocked_keys AS b WHERE b.service = p.service AND b.key = p.key)",
+                (service, *part),
+            )
+            found.extend(row[0] for row in rows)
+        return sorted(found)
 
     def parked(self, service: str, key: str) -> list[OutboxRecord]:
         rows = self._conn.execute(

@@ -14,11 +14,15 @@ offsets are stored. Thread-safety: one instance per BatchProcessor.
 
 from __future__ import annotations
 
+import logging
+
 from confluent_kafka import Message
 
 from choreo.idempotency import IdempotencyStore, OutboxRecord
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
 from choreo.retry import headers as h
+
+log = logging.getLogger(__name__)
 
 
 def entity_key(message: Message) -> str | None:
@@ -37,9 +41,11 @@ class KeyOrdering:
         self._changes: dict[str, str | None] = {}
         self._pending: list[tuple[str, OutboxRecord]] = []
         self._released: list[str] = []
+        self._keys: set[str] = set()
 
     def begin(self, keys: set[str]) -> None:
         """Load the blockers of the batch's keys (one store call) and reset the batch's changes."""
+        self._keys = keys
         self._blockers = dict(self.store.blockers(self.service, keys)) if keys else {}
         self._changes, self._pending, self._released = {}, [], []
 
@@ -85,8 +91,25 @@ class KeyOrdering:
         self._blockers[key] = blocker
         self._changes[key] = blocker
 
-    def finish(self) -> None:
-        """Write the batch's parking changes in one transaction (call after the batch is acknowledged)."""
+    def finish(self, producer: ReliableProducer) -> None:
+        """Write the batch's parking changes in one transaction (call after the batch is acknowledged).
+
+        Then release any key of the batch left with parked records and no blocker. Only two members
+        changing one key at once leave one (e.g. one parks behind a blocker the other just finished):
+        its oldest record is re-produced and acknowledged before the store forgets it, as always.
+        """
+        touched = self._keys | set(self._changes) | {key for key, _ in self._pending}
+        self._write()
+        stranded = self.store.stranded(self.service, touched) if touched else []
+        if stranded:
+            self._blockers = {}
+            for key in stranded:
+                log.warning("releasing a stranded parked record service=%s key=%s", self.service, key)
+                self._release_next(key, producer)
+            producer.flush()
+            self._write()
+
+    def _write(self) -> None:
         if self._changes or self._pending or self._released:
             self.store.apply_parking(self.service, blocks=self._changes, parked=self._pending,
                                      released=self._released)

@@ -248,3 +248,14 @@ def test_a_failing_apply_parking_is_all_or_nothing(store: IdempotencyStore, serv
     assert ids(store.parked(service, "A")) == ["kept"]
     park(store, service, ("A", "e4"))  # the store is still usable
     assert ids(store.parked(service, "A")) == ["kept", "e4"]
+
+
+def test_stranded_names_keys_with_parked_records_and_no_blocker(store: IdempotencyStore, service: str) -> None:
+    store.apply_parking(service, blocks={"order-1": "e0", "order-2": "f0"},
+                        parked=[("order-1", record("e1")), ("order-2", record("f1", "order-2"))], released=[])
+    assert store.stranded(service, ["order-1", "order-2", "order-3"]) == []
+    # Another member unblocked order-1 without seeing e1 (the race): e1 would wait forever.
+    store.apply_parking(service, blocks={"order-1": None}, parked=[], released=[])
+    assert store.stranded(service, ["order-1", "order-2", "order-3"]) == ["order-1"]
+    assert store.stranded(service, []) == []
+    assert store.stranded("another-service", ["order-1"]) == []
