@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -30,9 +29,16 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingRecord:
-    """A record ready for the wire: topic, key (UTF-8 entity id), value bytes, headers."""
+# Delivery errors after which this producer's idempotence state is unusable: replace the producer.
+_FENCED = frozenset({KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+                     KafkaError.UNKNOWN_PRODUCER_ID, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER})
+
+
+class OutgoingRecord(NamedTuple):
+    """A record ready for the wire: topic, key (UTF-8 entity id), value bytes, headers.
+
+    A NamedTuple: one is built per emitted event, three times cheaper than a frozen dataclass.
+    """
 
     topic: str
     key: bytes | None
@@ -44,7 +50,9 @@ class ReliableProducer:
     """Produce asynchronously, then :meth:`flush` to learn — for certain — that everything landed."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self._producer = Producer({**PRODUCER_DEFAULTS, **config})
+        # One delivery callback for the producer, not one per produce() call: less per-record work.
+        self._config = {**PRODUCER_DEFAULTS, **config, "on_delivery": self._on_delivery}
+        self._producer = Producer(self._config)
         self._failures: list[tuple[OutgoingRecord | None, KafkaError]] = []
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
@@ -57,10 +65,7 @@ class ReliableProducer:
         """Queue one record. A full local queue is drained by polling, never by dropping."""
         while True:
             try:
-                self._producer.produce(
-                    record.topic, value=record.value, key=record.key, headers=record.headers,
-                    on_delivery=self._on_delivery,
-                )
+                self._producer.produce(record.topic, value=record.value, key=record.key, headers=record.headers)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -82,8 +87,20 @@ class ReliableProducer:
             raise ProduceError(f"{remaining} records not acknowledged within {timeout_s:.0f}s")
         if failures:
             first = failures[0][1]
+            if any(error.code() in _FENCED for _, error in failures):
+                self._renew()
             raise ProduceError(f"{len(failures)} records failed delivery, first: {first.str()}",
                                fatal=any(error.fatal() for _, error in failures))
+
+    def _renew(self) -> None:
+        """Replace a producer whose idempotence state the broker refuses (fenced): a new producer id.
+
+        After records time out (an outage longer than ``message.timeout.ms``) librdkafka bumps the
+        producer epoch; a broker may answer every later record with PRODUCER_FENCED (Tansu does), and
+        the same producer would fail for ever. Nothing is queued at this point (flush returned).
+        """
+        log.warning("producer fenced, starting a new one")
+        self._producer = Producer(self._config)
 
     def __len__(self) -> int:
         """Records queued and not yet acknowledged."""
