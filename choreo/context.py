@@ -3,37 +3,61 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from choreo.envelope import Envelope
+from choreo.envelope import CORRELATION_ID, Envelope, parse_envelope
 
 
-@dataclass(slots=True)
 class Context:
     """Per-run context handed to a handler with its event. Valid only during that handler call.
 
     ``tx`` is set for transactional handlers: an open database transaction (``tx.connection``) that
     commits together with the mark that the event was processed (the inbox pattern).
+    The full :attr:`envelope` is decoded from the record's headers on first use: most handlers never
+    ask, and one is built per consumed record.
     """
 
-    service: str
-    envelope: Envelope
-    topic: str
-    partition: int
-    offset: int
-    request_id: str
-    attempt: int = 1
-    tx: Any = None
+    __slots__ = ("service", "topic", "partition", "offset", "event_id", "request_id", "attempt", "tx",
+                 "_headers", "_envelope")
+
+    def __init__(self, *, service: str, topic: str, partition: int, offset: int, request_id: str,
+                 event_id: str | None = None, headers: Mapping[str, bytes | None] | None = None,
+                 envelope: Envelope | None = None, attempt: int = 1, tx: Any = None) -> None:
+        """The runtime passes the record's ``headers`` and ``event_id``; a handler's own unit test may
+        pass an ``envelope`` instead (e.g. from ``root_envelope(...)``)."""
+        if headers is None:
+            if envelope is None:
+                raise TypeError("Context needs the record's headers or an envelope")
+            headers = dict(envelope.to_headers())
+        self.service = service
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.event_id = event_id if event_id is not None else (envelope or parse_envelope(headers)).event_id
+        self.request_id = request_id
+        self.attempt = attempt
+        self.tx = tx
+        self._headers = headers
+        self._envelope = envelope
 
     @property
-    def event_id(self) -> str:
-        return self.envelope.event_id
+    def headers(self) -> Mapping[str, bytes | None]:
+        """The input record's headers, by name (read-only by convention)."""
+        return self._headers
+
+    @property
+    def envelope(self) -> Envelope:
+        """The input event's CloudEvents and correlation headers, decoded."""
+        if self._envelope is None:
+            self._envelope = parse_envelope(self._headers)
+        return self._envelope
 
     @property
     def correlation_id(self) -> str:
-        """The job id: the same on every event of one saga."""
-        return self.envelope.correlation_id
+        """The job id: the same on every event of one saga (the event's own id if it starts one)."""
+        correlation = self._headers.get(CORRELATION_ID)
+        return correlation.decode(errors="replace") if correlation else self.event_id
 
     @property
     def causation_id(self) -> str | None:
@@ -46,3 +70,7 @@ class Context:
             "service": self.service, "topic": self.topic, "partition": self.partition,
             "offset": self.offset, "event_id": self.event_id, "correlation_id": self.correlation_id,
         })
+
+    def __repr__(self) -> str:
+        return (f"Context(service={self.service!r}, topic={self.topic!r}, partition={self.partition}, "
+                f"offset={self.offset}, event_id={self.event_id!r}, attempt={self.attempt})")

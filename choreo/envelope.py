@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 SPEC_VERSION = "1.0"
 
@@ -28,7 +28,7 @@ TRACESTATE = "tracestate"
 
 # Deterministic output ids are UUIDv5 in this namespace (fixed forever: changing it breaks dedupe).
 _OUTPUT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
-_NAMESPACE_BYTES = _OUTPUT_ID_NAMESPACE.bytes
+_NAMESPACE_HASH = hashlib.sha1(_OUTPUT_ID_NAMESPACE.bytes)  # copied per id: cheaper than re-hashing it
 
 Headers = list[tuple[str, bytes]]
 
@@ -38,17 +38,20 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+_VARIANT_DIGIT = {digit: format(int(digit, 16) & 0x3 | 0x8, "x") for digit in "0123456789abcdef"}
+
+
 def _uuid5(name: str) -> str:
     """``str(uuid.uuid5(_OUTPUT_ID_NAMESPACE, name))``, computed without building UUID objects.
 
     Hand-written because it runs for every emitted event: the stdlib path costs ~6 µs, this ~1 µs.
     A unit test proves both give the same ids.
     """
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    hashed = _NAMESPACE_HASH.copy()
+    hashed.update(name.encode())
+    text = hashed.hexdigest()
+    # Hex digit 12 becomes the version (5); digit 16 keeps its low two bits under the RFC 4122 variant.
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT_DIGIT[text[16]]}{text[17:20]}-{text[20:32]}"
 
 
 def derived_event_id(input_event_id: str, position: int, event_type: str) -> str:
@@ -69,9 +72,12 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """Everything about an event except its payload. Immutable; built from or into Kafka headers."""
+class Envelope(NamedTuple):
+    """Everything about an event except its payload. Immutable; built from or into Kafka headers.
+
+    A NamedTuple rather than a frozen dataclass: one is built per consumed record, and a frozen
+    dataclass's ``__init__`` costs three times as much (~1.9 µs vs ~0.6 µs).
+    """
 
     event_id: str
     event_type: str
@@ -104,20 +110,30 @@ class EnvelopeError(ValueError):
     """Headers that do not make an envelope (no ``ce_id`` / ``ce_type``)."""
 
 
-def parse_envelope(headers: dict[str, bytes]) -> Envelope:
+def identify(headers: Mapping[str, bytes | None]) -> tuple[str, str]:
+    """``(ce_id, ce_type)`` of a record: all the runtime needs to skip duplicates and pick a handler.
+
+    EnvelopeError if either is missing, empty or not UTF-8.
+    """
+    event_id, event_type = headers.get(CE_ID), headers.get(CE_TYPE)
+    if not event_id or not event_type:
+        missing = CE_ID if CE_ID not in headers else CE_TYPE if CE_TYPE not in headers else None
+        if missing is not None:
+            raise EnvelopeError(f"missing CloudEvents header '{missing}'")
+        raise EnvelopeError(f"CloudEvents header {CE_ID} or {CE_TYPE} has no value")
+    try:
+        return event_id.decode(), event_type.decode()
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"CloudEvents header is not UTF-8: {exc}") from None
+
+
+def parse_envelope(headers: Mapping[str, bytes | None]) -> Envelope:
     """Envelope from a header dict. EnvelopeError if the CloudEvents id or type is missing.
 
     A record without ``correlation-id`` starts a new job: its own event id becomes the correlation id.
     Retry/DLQ headers are not part of the envelope: the retry layer reads them from the record.
     """
-    try:
-        event_id = headers[CE_ID].decode()
-        event_type = headers[CE_TYPE].decode()
-    except KeyError as missing:
-        raise EnvelopeError(f"missing CloudEvents header {missing}") from None
-    except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"CloudEvents header is not UTF-8: {exc}") from None
-
+    event_id, event_type = identify(headers)
     get = headers.get  # ~10 headers per record, on the hot path: plain look-ups, no loops
     source, subject, time = get(CE_SOURCE), get(CE_SUBJECT), get(CE_TIME)
     correlation, request, causation = get(CORRELATION_ID), get(REQUEST_ID), get(CAUSATION_ID)
@@ -158,3 +174,33 @@ def caused_envelope(cause: Envelope, *, position: int, event_type: str, source: 
         correlation_id=cause.correlation_id, request_id=request_id, causation_id=cause.event_id,
         traceparent=cause.traceparent, tracestate=cause.tracestate,
     )
+
+
+def step_headers(cause: Mapping[str, bytes | None], cause_id: str, *, source: str, request_id: str,
+                 time: str) -> Headers:
+    """The headers every event emitted while handling a record shares: all but id, type and subject.
+
+    ``cause`` is the input record's header dict and ``cause_id`` its ``ce_id``: the correlation id and
+    trace context are copied as bytes, without building an Envelope (the runtime's hot path). With
+    :func:`output_headers` this gives ``caused_envelope(...).to_headers()``; a unit test proves it.
+    """
+    shared: Headers = [(CE_SOURCE, source.encode()), (CE_TIME, time.encode()),
+                       (CORRELATION_ID, cause.get(CORRELATION_ID) or cause_id.encode()),
+                       (REQUEST_ID, request_id.encode()), (CAUSATION_ID, cause_id.encode())]
+    traceparent, tracestate = cause.get(TRACEPARENT), cause.get(TRACESTATE)
+    if traceparent is not None:
+        shared.append((TRACEPARENT, traceparent))
+    if tracestate is not None:
+        shared.append((TRACESTATE, tracestate))
+    return shared
+
+
+_SPEC_VERSION_HEADER = (CE_SPECVERSION, SPEC_VERSION.encode())
+
+
+def output_headers(shared: Headers, event_id: str, event_type: bytes, subject: str | None) -> Headers:
+    """Headers of one emitted event: its id, type (UTF-8) and subject, then the step's ``shared`` ones."""
+    if subject is None:
+        return [_SPEC_VERSION_HEADER, (CE_ID, event_id.encode()), (CE_TYPE, event_type), *shared]
+    return [_SPEC_VERSION_HEADER, (CE_ID, event_id.encode()), (CE_TYPE, event_type),
+            (CE_SUBJECT, subject.encode()), *shared]

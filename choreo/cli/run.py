@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 @friendly_errors
 def run(
     service: str = typer.Argument(..., help="A reference service (e.g. 'payment') or package.module:attribute."),
-    batch_size: int = typer.Option(500, min=1, max=100_000, help="Records per consume() call."),
+    batch_size: int = typer.Option(500, min=1, max=100_000, help="Most records handled as one batch."),
+    batch_wait_ms: int = typer.Option(
+        10, min=0, max=60_000, help="Longest wait for a batch to fill; what arrived by then is handled."),
 ) -> None:
     """Run SERVICE as a consumer in its group; more processes of the same service share the partitions."""
     settings = Settings()
     bound = load_service(service).bind(SchemaCatalog.load(settings.schemas_dir))
-    worker = Worker(bound, settings, batch_size=batch_size)
+    worker = Worker(bound, settings, batch_size=batch_size, batch_wait_s=batch_wait_ms / 1000)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     http = BackgroundHTTPServer(

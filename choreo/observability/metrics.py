@@ -5,11 +5,13 @@ The runtime counts per batch where it can (``inc(n)``), so metrics cost little o
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
+
+from choreo.observability.histogram import BatchedHistogram
 
 CONSUMED = Counter("choreo_events_consumed", "Records consumed", ["service", "topic", "event_type"])
 PRODUCED = Counter("choreo_events_produced", "Events produced and acknowledged", ["service", "topic", "event_type"])
-HANDLER_DURATION = Histogram(
+HANDLER_DURATION = BatchedHistogram(  # observed per handler run, merged per batch
     "choreo_handler_duration_seconds", "Handler run time", ["service", "event_type"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -2,8 +2,10 @@
 
 Contract (at least once, in order per partition):
 1. Records are handled one after another in the order consumed, so a key's events keep partition order.
-2. Emitted events are produced asynchronously and the whole batch is flushed once; only when every
-   record (outputs, retries, dead letters) is acknowledged are inputs marked processed and offsets stored.
+2. Emitted events are produced asynchronously; up to five batches share one flush (``acks``: one with
+   ordered retries). Only when every record of a batch (outputs, retries, dead letters) is acknowledged
+   are its inputs marked processed, and only once the marks are durable are its offsets stored (marks
+   are written behind the consumer: see ``marks``). Ids handled in a batch not yet settled count as seen.
 3. A crash anywhere re-runs the batch; deterministic output ids and the idempotency store turn the
    re-run into skipped duplicates downstream. Transactional handlers commit their state, the
    processed mark and their outputs (outbox) in one database transaction; a re-delivered one
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -28,10 +31,12 @@ from choreo.context import Context
 from choreo.envelope import (
     Envelope,
     EnvelopeError,
-    caused_envelope,
+    derived_event_id,
     format_time,
-    headers_to_dict,
+    identify,
+    output_headers,
     parse_envelope,
+    step_headers,
     step_request_id,
 )
 from choreo.errors import DeserializationError, InfrastructureError
@@ -40,8 +45,10 @@ from choreo.idempotency import DuplicateEventError, IdempotencyStore, OutboxReco
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
 from choreo.observability import metrics
 from choreo.retry.headers import RETRY_ATTEMPT, RETRY_NOT_BEFORE, header_int, now_ms
+from choreo.runtime.acks import AckGroup, UnackedBatch
 from choreo.runtime.failures import FailurePolicy
 from choreo.runtime.invoke import build_chain
+from choreo.runtime.marks import MarkWriter
 from choreo.runtime.ordering import KeyOrdering, entity_key
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService, Handler, HandlerSpec
@@ -49,13 +56,19 @@ from choreo.service import BoundService, Handler, HandlerSpec
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     message: Message
-    envelope: Envelope
+    event_id: str
+    headers: dict[str, bytes]
     binding: EventBinding
     spec: HandlerSpec
     attempt: int
+
+    @property
+    def envelope(self) -> Envelope:
+        """Decoded on demand: the hot path needs only the id and type (see ``envelope.identify``)."""
+        return parse_envelope(self.headers)
 
 
 @dataclass(frozen=True)
@@ -95,11 +108,14 @@ class BatchProcessor:
         self.store = store
         self.failures = failures
         self.ordering = KeyOrdering(self.service, store) if bound.service.ordered_retries else None
+        self.marks = MarkWriter(store, self.service)
+        # Ordered retries write their parking changes per batch, before the next batch reads them.
+        self.acks = AckGroup(producer, max_batches=1 if self.ordering is not None else 5)
         # Counted locally and added to Prometheus once per batch: labels() per record is costly.
         self._consumed: Counter[tuple[str, str]] = Counter()
         self._produced: Counter[tuple[str, str]] = Counter()
         self._duplicates: Counter[str] = Counter()
-        self._durations = {name: metrics.HANDLER_DURATION.labels(self.service, name) for name in bound.inputs}
+        self._durations = {name: metrics.HANDLER_DURATION.tally() for name in bound.inputs}
         self._batch_time = ""
         self._chains: dict[str, Handler] = {
             type_name: build_chain(spec, loop, bound.service.middleware)
@@ -109,23 +125,23 @@ class BatchProcessor:
     # -- the batch -------------------------------------------------------------------------------
 
     def process(self, messages: Sequence[Message]) -> BatchOutcome:
-        """Handle ``messages`` and queue every resulting record; the caller then calls :meth:`finish`."""
+        """Handle ``messages`` and queue every resulting record; the caller then :meth:`defer`s the batch."""
         outcome = BatchOutcome()
         self._clear_counters()  # a re-run batch counts once: what a failed attempt counted is dropped
         self._batch_time = format_time(datetime.now(UTC))
         items = self._parse(messages, outcome)
-        seen = self.store.seen(self.service, [item.envelope.event_id for item in items]) if items else set()
+        seen = self._seen([item.event_id for item in items]) if items else set()
         self._marks: list[str] = []
         self._outbox_sent: list[str] = []
         # A redelivered transactional event re-sends its unacknowledged outbox at its own place in the
         # batch, so a later event of the same key cannot overtake its outputs. One store call per batch.
-        redelivered_tx = [i.envelope.event_id for i in items if i.spec.transactional and i.envelope.event_id in seen]
+        redelivered_tx = [i.event_id for i in items if i.spec.transactional and i.event_id in seen]
         pending_outbox = self.store.pending_outbox(self.service, redelivered_tx) if redelivered_tx else {}
         ordering = self.ordering
         if ordering is not None:
             ordering.begin({k for k in (entity_key(item.message) for item in items) if k is not None})
         for item in items:
-            event_id = item.envelope.event_id
+            event_id = item.event_id
             key = entity_key(item.message) if ordering is not None else None
             if event_id in seen:
                 outcome.duplicates += 1
@@ -154,17 +170,47 @@ class BatchProcessor:
                     ordering.done(key, event_id, self.producer)
         return outcome
 
-    def finish(self) -> None:
-        """Wait for every queued record's ack, then record what was processed. Raises on any failure."""
-        self.producer.flush()
-        if self._marks:
-            self.store.mark_processed(self.service, self._marks)
-        if self._outbox_sent:
-            self.store.outbox_sent(self.service, self._outbox_sent)
-        if self.ordering is not None:
-            self.ordering.finish()
-        self.store.maybe_expire()
+    def defer(self, outcome: BatchOutcome, messages: Sequence[Message]) -> None:
+        """Hand the processed batch to :attr:`acks`; it is recorded when the group is settled."""
+        self.acks.add(UnackedBatch(messages, outcome, self._marks, self._outbox_sent))
         self._flush_counters()
+
+    def settle(self, *, give_up: threading.Event | None = None) -> list[BatchOutcome]:
+        """Wait for every unsettled batch's acks, then record what they processed, oldest first.
+
+        FlushFailed if an output was not acknowledged (handle the batches it carries again). Any other
+        error leaves the unrecorded batches in the group, acknowledged: call again later. Each batch's
+        marks and offsets go to :attr:`marks`, whose ``completed()`` returns the offsets once the marks
+        are durable. ``give_up`` (the worker's stop flag) ends a wait for a store taking no marks.
+        Returns the outcomes of the batches settled, oldest first.
+        """
+        settled: list[BatchOutcome] = []
+        for batch in self.acks.flush():
+            if batch.outbox_sent:
+                self.store.outbox_sent(self.service, batch.outbox_sent)
+            if self.ordering is not None:  # one batch per group: its parking changes, before its marks
+                self.ordering.finish(self.producer)
+            self.marks.submit(batch.marks, batch.outcome.offsets, give_up=give_up)
+            self.acks.settled(batch)
+            settled.append(batch.outcome)
+        return settled
+
+    def close(self, timeout_s: float = 30.0) -> list[list[TopicPartition]]:
+        """Settle what is left (a failed flush is logged: those batches are redelivered), stop the mark
+        writer; returns the offsets whose marks became durable meanwhile."""
+        try:
+            self.settle()
+        except Exception as exc:  # noqa: BLE001 - closing: unsettled batches keep their offsets unstored
+            log.error("closing with unsettled batches service=%s error=%s", self.service, exc)
+        return self.marks.close(timeout_s)
+
+    def _seen(self, event_ids: list[str]) -> set[str]:
+        """Ids already processed: marked in the store, or handled in a batch not settled or not yet marked."""
+        seen = self.store.seen(self.service, event_ids)
+        for handled in (self.marks.in_flight, self.acks.ids):
+            if handled:
+                seen.update(i for i in event_ids if i in handled)
+        return seen
 
     def _flush_counters(self) -> None:
         for (topic, type_name), count in self._consumed.items():
@@ -173,12 +219,17 @@ class BatchProcessor:
             metrics.PRODUCED.labels(self.service, topic, type_name).inc(count)
         for type_name, count in self._duplicates.items():
             metrics.DUPLICATES.labels(self.service, type_name).inc(count)
+        for type_name, tally in self._durations.items():
+            if tally:
+                metrics.HANDLER_DURATION.merge((self.service, type_name), tally)
         self._clear_counters()
 
     def _clear_counters(self) -> None:
         self._consumed.clear()
         self._produced.clear()
         self._duplicates.clear()
+        for tally in self._durations.values():
+            tally.clear()
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -201,24 +252,26 @@ class BatchProcessor:
             position = (message.topic(), message.partition())
             if position in paused:
                 continue
-            headers = headers_to_dict(message.headers())
-            due = header_int(headers, RETRY_NOT_BEFORE, 0) if RETRY_NOT_BEFORE in headers else 0
-            if due > now:
-                paused.add(position)
-                outcome.pauses.append(Pause(*position, message.offset(), due))
-                continue
+            raw_headers = message.headers()
+            headers = dict(raw_headers) if raw_headers else {}  # in C; identify() copes with None values
+            if RETRY_NOT_BEFORE in headers:
+                due = header_int(headers, RETRY_NOT_BEFORE, 0)
+                if due > now:
+                    paused.add(position)
+                    outcome.pauses.append(Pause(*position, message.offset(), due))
+                    continue
             last[position] = message.offset()
             try:
-                envelope = parse_envelope(headers)
+                event_id, event_type = identify(headers)
             except EnvelopeError as exc:
                 self.failures.on_poison(message, DeserializationError(str(exc), record=message), self.producer)
                 continue
-            self._consumed[(position[0], envelope.event_type)] += 1
-            target = self.bound.inputs.get(envelope.event_type)
+            self._consumed[(position[0], event_type)] += 1
+            target = self.bound.inputs.get(event_type)
             if target is None:
                 continue  # another event type on a shared topic: not ours, nothing to decode
             attempt = header_int(headers, RETRY_ATTEMPT, 1) if RETRY_ATTEMPT in headers else 1
-            items.append(_Item(message, envelope, target[0], target[1], attempt))
+            items.append(_Item(message, event_id, headers, target[0], target[1], attempt))
         outcome.offsets = [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
         return items
 
@@ -231,9 +284,9 @@ class BatchProcessor:
             exc.record = message
             self.failures.on_poison(message, exc, self.producer)
             return "dead-letter"
-        ctx = Context(service=self.service, envelope=item.envelope, topic=message.topic(),
-                      partition=message.partition(), offset=message.offset(),
-                      request_id=step_request_id(item.envelope.event_id), attempt=item.attempt)
+        ctx = Context(service=self.service, topic=message.topic(), partition=message.partition(),
+                      offset=message.offset(), event_id=item.event_id, headers=item.headers,
+                      request_id=step_request_id(item.event_id), attempt=item.attempt)
         chain = self._chains[item.binding.type_name]
         started = time.perf_counter()
         try:
@@ -275,16 +328,20 @@ class BatchProcessor:
         Returns each record with its ``ce_id`` (the outbox keeps it).
         """
         records: list[tuple[OutgoingRecord, str]] = []
+        if not outputs:
+            return records
+        cause_id = ctx.event_id
+        shared = step_headers(ctx.headers, cause_id, source=self.service, request_id=ctx.request_id,
+                              time=self._batch_time)
         for position, output in enumerate(outputs):
             binding = self.bound.output_binding(type(output))
+            type_name = binding.type_name
             key = output.entity_key()
-            envelope = caused_envelope(ctx.envelope, position=position, event_type=binding.type_name,
-                                       source=self.service, subject=key, request_id=ctx.request_id,
-                                       time=self._batch_time)
+            event_id = derived_event_id(cause_id, position, type_name)
             value = self.serde.encode(binding, output)
-            records.append((OutgoingRecord(binding.topic, key.encode(), value, envelope.to_headers()),
-                            envelope.event_id))
-            self._produced[(binding.topic, binding.type_name)] += 1
+            headers = output_headers(shared, event_id, binding.type_bytes, key)
+            records.append((OutgoingRecord(binding.topic, key.encode(), value, headers), event_id))
+            self._produced[(binding.topic, type_name)] += 1
         return records
 
     def _resend_outbox(self, event_id: str, records: list[OutboxRecord]) -> None:

@@ -52,6 +52,8 @@ def adapt(spec: HandlerSpec, loop: asyncio.AbstractEventLoop) -> Handler:
 
     def call_sync(event: Event, ctx: Context) -> list[Event]:
         result = func(event, ctx)
+        if isinstance(result, Event):  # the common case first: one event back, nothing to inspect
+            return [result]
         # A plain decorator around an async handler hides it: await what it hands back.
         if inspect.isawaitable(result):
             result = loop.run_until_complete(result)  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
 """The consumer loop of one service process: consume a batch, process it, store offsets, repeat.
 
 Delivery: at least once. Offsets are stored (``enable.auto.offset.store=false``) only after a batch's
-outputs are acknowledged and its inputs marked processed; librdkafka auto-commits stored offsets every
-second, and the worker commits synchronously when partitions are revoked and on shutdown.
+outputs are acknowledged and its inputs' processed marks are durable (the marks are written on a
+writer thread while the next batch runs, see :mod:`choreo.runtime.marks`); librdkafka auto-commits
+stored offsets every second, and the worker waits for the marks and commits synchronously when
+partitions are revoked and on shutdown.
 Because a batch is finished before the next ``consume()`` — the only place rebalance callbacks run —
 a revocation never finds half-done work: nothing is lost and nothing is committed twice.
 
@@ -33,12 +35,24 @@ from choreo.kafka.producer import ReliableProducer
 from choreo.retry.alerts import LogAlert, WebhookAlert
 from choreo.retry.headers import now_ms
 from choreo.retry.router import RetryRouter
+from choreo.runtime.acks import FlushFailed
 from choreo.runtime.batch import BatchOutcome, BatchProcessor, Pause
 from choreo.runtime.failures import FailurePolicy
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
 
 log = logging.getLogger(__name__)
+
+
+class _Backoff:
+    """Exponential pause between attempts: 0.2 s doubling up to 5 s."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.2
+
+    def sleep(self) -> None:
+        time.sleep(self.seconds)
+        self.seconds = min(self.seconds * 2, 5.0)
 
 
 def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[str, Any]:
@@ -82,17 +96,21 @@ class Worker:
     """Runs one bound service: one consumer, one producer, one store, one thread."""
 
     def __init__(self, bound: BoundService, settings: Settings, *, batch_size: int = 500,
-                 poll_timeout_s: float = 0.5, store: IdempotencyStore | None = None,
+                 batch_wait_s: float = 0.01, store: IdempotencyStore | None = None,
                  failures: FailurePolicy | None = None, shutdown_timeout_s: float = 30.0,
                  on_batch: Callable[[BatchOutcome], None] | None = None) -> None:
         self.bound = bound
         self.settings = settings
         self.batch_size = batch_size
-        self.poll_timeout_s = poll_timeout_s
+        # consume() returns once batch_size records are there or batch_wait_s has passed: under load the
+        # batches are full at once, and a lone event waits at most this long before it is handled.
+        self.batch_wait_s = batch_wait_s
         self.shutdown_timeout_s = shutdown_timeout_s
         self._stop = threading.Event()
         self._store = store
         self._failures = failures or RetryRouter.for_service(bound, on_dead_letter=alert_hook(settings))
+        self._processor: BatchProcessor | None = None  # the running one, for the revoke callback
+        self._assigned: set[tuple[str, int]] = set()  # (topic, partition) currently ours
         self._paused: dict[TopicPartition, int] = {}  # retry partitions waiting for their head's due time
         self.on_batch = on_batch  # called on the loop thread after each finished batch
         self.ready = threading.Event()
@@ -119,55 +137,104 @@ class Worker:
         """Consume until stopped. Raises InfrastructureError if the stack stays unreachable."""
         self.ensure_topics()
         store = self._store or open_store(self.settings, self.bound.name)
-        producer = ReliableProducer(self.settings.librdkafka())
-        registry = SchemaRegistryClient(self.settings.registry_client_config())
         loop = asyncio.new_event_loop()
-        processor = BatchProcessor(self.bound, serde=AvroEventSerde(registry), producer=producer,
-                                   store=store, failures=self._failures, loop=loop)
-        consumer = Consumer(consumer_config(self.settings, self.bound.name))
-        topics = self.subscribed_topics()
-        consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
-        log.info("service %s consuming %s", self.bound.name, ", ".join(topics))
-        try:
+        processor: BatchProcessor | None = None
+        consumer: Consumer | None = None
+        try:  # whatever was built is torn down below, even when a later step fails
+            registry = SchemaRegistryClient(self.settings.registry_client_config())
+            processor = BatchProcessor(self.bound, serde=AvroEventSerde(registry),
+                                       producer=ReliableProducer(self.settings.librdkafka()),
+                                       store=store, failures=self._failures, loop=loop)
+            self._processor = processor
+            consumer = Consumer(consumer_config(self.settings, self.bound.name))
+            topics = self.subscribed_topics()
+            consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+            log.info("service %s consuming %s", self.bound.name, ", ".join(topics))
             self._loop(consumer, processor)
         finally:
-            self._shutdown(consumer, producer, store)
+            self._shutdown(consumer, processor, store)
             loop.close()
 
     def _loop(self, consumer: Consumer, processor: BatchProcessor) -> None:
         while not self._stop.is_set():
             self._resume_due(consumer)
-            messages = consumer.consume(self.batch_size, self._poll_timeout())
-            if not messages:
+            messages = consumer.consume(self.batch_size, self._batch_wait())
+            if messages:
+                self._run_batches(consumer, processor, [messages])
+            else:
                 processor.producer.poll()
-                continue
-            self._run_batch(consumer, processor, messages)
+                if len(processor.acks):
+                    self._settle(consumer, processor)
+            self._store_offsets(consumer, processor.marks.completed())
 
-    def _run_batch(self, consumer: Consumer, processor: BatchProcessor, messages: Sequence[Any]) -> None:
-        """Process and finish one batch; on an infrastructure failure rewind and try it again."""
-        backoff_s = 0.2
-        while True:
+    def _run_batches(self, consumer: Consumer, processor: BatchProcessor, pending: list[Sequence[Any]]) -> None:
+        """Process batches in order; settle their acknowledgements when due (see ``acks``).
+
+        An infrastructure failure while processing re-runs that batch after a backoff; a failed flush
+        re-runs every batch it covered, oldest first, before any later one.
+        """
+        backoff = _Backoff()
+        while pending:
+            messages = pending[0]
             try:
                 outcome = processor.process(messages)
-                processor.finish()
-                break
             # Store errors (a locked SQLite file, a PostgreSQL failover) are transient like broker ones.
             except (InfrastructureError, ChoreoError, KafkaException, sqlite3.Error, psycopg.Error) as exc:
-                if self._stop.is_set() or getattr(exc, "fatal", False):
-                    raise  # a fatal producer error needs a new process: exit, the supervisor restarts us
-                log.error("batch failed, will re-run it service=%s error=%s", self.bound.name, exc)
-                time.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
-        if outcome.offsets:
-            consumer.store_offsets(offsets=outcome.offsets)
-        for pause in outcome.pauses:
-            self._pause(consumer, pause)
+                self._retry_later(exc, backoff)
+                continue
+            processor.defer(outcome, messages)
+            pending.pop(0)
+            for pause in outcome.pauses:
+                self._pause(consumer, pause)
+            # A short batch means no backlog: settle now rather than hold acks and offsets back.
+            if processor.acks.due() or len(messages) < self.batch_size:
+                pending[:0] = self._settle(consumer, processor)
+
+    def _settle(self, consumer: Consumer, processor: BatchProcessor) -> list[Sequence[Any]]:
+        """Settle the unacknowledged batches; returns the batches to handle again if the flush failed."""
+        backoff = _Backoff()
+        while True:
+            try:
+                outcomes = processor.settle(give_up=self._stop)
+            except FlushFailed as exc:
+                self._retry_later(exc, backoff)
+                return exc.batches
+            except (InfrastructureError, ChoreoError, KafkaException, sqlite3.Error, psycopg.Error) as exc:
+                self._retry_later(exc, backoff)  # the batches stay acknowledged in the group: settle again
+                continue
+            for outcome in outcomes:
+                self._count(outcome)
+            return []
+
+    def _retry_later(self, exc: Exception, backoff: _Backoff) -> None:
+        if self._stop.is_set() or getattr(exc, "fatal", False):
+            raise exc  # a fatal producer error needs a new process: exit, the supervisor restarts us
+        log.error("batch failed, will re-run it service=%s error=%s", self.bound.name, exc)
+        backoff.sleep()
+
+    def _count(self, outcome: BatchOutcome) -> None:
         self.batches += 1
         self.handled += outcome.handled
         self.duplicates += outcome.duplicates
         self.parked += outcome.parked
         if self.on_batch is not None:
             self.on_batch(outcome)
+
+    def _store_offsets(self, consumer: Consumer, batches: list[list[TopicPartition]]) -> None:
+        """Store the offsets of batches whose marks are durable, oldest first.
+
+        Offsets of partitions no longer assigned are left out: marks that became durable only after
+        their partition was revoked (a slow store outlasting the revoke's wait) belong to the new owner,
+        which re-reads those records and skips them as duplicates.
+        """
+        for offsets in batches:
+            mine = [tp for tp in offsets if (tp.topic, tp.partition) in self._assigned]
+            if not mine:
+                continue
+            try:
+                consumer.store_offsets(offsets=mine)
+            except KafkaException as exc:  # e.g. lost in a rebalance we have not been told about yet
+                log.warning("storing offsets failed service=%s error=%s", self.bound.name, exc)
 
     def _pause(self, consumer: Consumer, pause: Pause) -> None:
         """Hold one retry partition at its not-yet-due head; every other partition keeps flowing."""
@@ -186,14 +253,15 @@ class Worker:
             for tp in due:
                 del self._paused[tp]
 
-    def _poll_timeout(self) -> float:
+    def _batch_wait(self) -> float:
         """Wake up in time for the earliest paused retry, so delays are kept to the millisecond."""
         if not self._paused:
-            return self.poll_timeout_s
+            return self.batch_wait_s
         wait_s = (min(self._paused.values()) - now_ms()) / 1000
-        return max(0.0, min(self.poll_timeout_s, wait_s))
+        return max(0.0, min(self.batch_wait_s, wait_s))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update((p.topic, p.partition) for p in partitions)
         log.info("assigned service=%s partitions=%s", self.bound.name,
                  [(p.topic, p.partition) for p in partitions])
         self.ready.set()
@@ -210,7 +278,17 @@ class Worker:
                 del self._paused[tp]
         log.info("revoked service=%s partitions=%s", self.bound.name,
                  [(p.topic, p.partition) for p in partitions])
+        processor = self._processor
+        if processor is not None:
+            try:
+                for outcome in processor.settle():
+                    self._count(outcome)
+            except Exception as exc:  # noqa: BLE001 - with the eager (range) assignor every partition is
+                # revoked at once, so an unsettled batch's records are re-read by whoever gets them next.
+                log.error("revoked with unsettled batches service=%s error=%s", self.bound.name, exc)
+            self._store_offsets(consumer, processor.marks.drain(self.shutdown_timeout_s))
         self._commit(consumer)
+        self._assigned.difference_update((p.topic, p.partition) for p in partitions)
 
     def _commit(self, consumer: Consumer) -> None:
         try:
@@ -219,10 +297,21 @@ class Worker:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("commit failed service=%s error=%s", self.bound.name, exc)
 
-    def _shutdown(self, consumer: Consumer, producer: ReliableProducer, store: IdempotencyStore) -> None:
-        producer.close(self.shutdown_timeout_s)
-        self._commit(consumer)
-        consumer.close()  # leaves the group so partitions move at once, not after session timeout
+    def _shutdown(self, consumer: Consumer | None, processor: BatchProcessor | None,
+                  store: IdempotencyStore) -> None:
+        if processor is not None:
+            try:
+                for outcome in processor.settle():  # acks first, then marks (close() would too, uncounted)
+                    self._count(outcome)
+            except Exception as exc:  # noqa: BLE001 - their offsets stay unstored: redelivered
+                log.error("stopping with unsettled batches service=%s error=%s", self.bound.name, exc)
+            durable = processor.close(self.shutdown_timeout_s)
+            processor.producer.close(self.shutdown_timeout_s)
+            if consumer is not None:
+                self._store_offsets(consumer, durable)
+        if consumer is not None:
+            self._commit(consumer)
+            consumer.close()  # leaves the group so partitions move at once, not after session timeout
         if self._store is None:
             store.close()
         log.info("service %s stopped after %d batches", self.bound.name, self.batches)

@@ -11,8 +11,10 @@ from choreo.envelope import (
     caused_envelope,
     derived_event_id,
     headers_to_dict,
+    output_headers,
     parse_envelope,
     root_envelope,
+    step_headers,
 )
 
 
@@ -56,3 +58,37 @@ def test_fast_uuid5_matches_the_standard_library(name: str) -> None:
     from choreo.envelope import _OUTPUT_ID_NAMESPACE, _uuid5
 
     assert _uuid5(name) == str(uuid.uuid5(_OUTPUT_ID_NAMESPACE, name))
+
+
+@given(traceparent=st.none() | st.text(min_size=1), tracestate=st.none() | st.text(min_size=1),
+       subject=st.none() | st.text(), position=st.integers(0, 50))
+def test_fast_output_headers_equal_the_caused_envelope(traceparent: str | None, tracestate: str | None,
+                                                       subject: str | None, position: int) -> None:
+    cause = root_envelope("io.x.A", "svc", "o-1")._replace(traceparent=traceparent, tracestate=tracestate)
+    expected = caused_envelope(cause, position=position, event_type="io.x.B", source="b", subject=subject,
+                               request_id="r-1", time="2026-11-23T10:00:00.000Z")
+    shared = step_headers(dict(cause.to_headers()), cause.event_id, source="b", request_id="r-1",
+                          time="2026-11-23T10:00:00.000Z")
+    fast = output_headers(shared, expected.event_id, b"io.x.B", subject)
+    assert sorted(fast) == sorted(expected.to_headers())
+    assert parse_envelope(dict(fast)) == expected
+
+
+def test_header_without_a_value_is_an_envelope_error() -> None:
+    with pytest.raises(EnvelopeError, match="no value"):
+        parse_envelope({"ce_id": None, "ce_type": b"t"})  # type: ignore[dict-item]
+
+
+def test_a_context_built_from_an_envelope_answers_like_the_runtime_one() -> None:
+    from choreo.context import Context
+
+    root = root_envelope("io.x.A", "svc", "o-1")
+    by_envelope = Context(service="s", topic="t", partition=0, offset=1, request_id="r", envelope=root)
+    by_headers = Context(service="s", topic="t", partition=0, offset=1, request_id="r",
+                         headers=dict(root.to_headers()), event_id=root.event_id)
+    for ctx in (by_envelope, by_headers):
+        assert ctx.event_id == root.event_id
+        assert ctx.correlation_id == root.correlation_id
+        assert ctx.envelope == root
+    with pytest.raises(TypeError, match="headers or an envelope"):
+        Context(service="s", topic="t", partition=0, offset=1, request_id="r")
