@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SERVICE ?=
 ARGS ?=
 
-.PHONY: install dev test run register-schemas replay-dlq graph bench lint clean
+.PHONY: install dev test run register-schemas replay-dlq graph bench bench-quix-env lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "choreo needs Python 3.11+"'
@@ -39,6 +39,11 @@ graph: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+# Quix Streams for the bench's comparison, in its own venv (its pins differ from ours).
+bench-quix-env:
+	test -x .venv-quix/bin/python || $(PYTHON) -m venv .venv-quix
+	.venv-quix/bin/pip install -q quixstreams
 
 lint: $(STAMP)
 	$(BIN)/ruff check choreo services tests

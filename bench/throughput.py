@@ -1,33 +1,47 @@
 """Throughput: one choreo service process vs a raw confluent-kafka loop doing the same work, same run.
 
-Both read N pre-produced Avro ``Ping`` records and, per record: consume → Avro decode (registry) →
+Each reads N pre-produced Avro ``Ping`` records and, per record: consume → Avro decode (registry) →
 handler (Ping → Pong) → Avro encode → produce → store offsets once the batch's outputs are acked.
 choreo additionally parses the envelope, stamps correlation/causation headers and deterministic ids,
-and looks up / marks event ids in its SQLite idempotency store (one call per batch).
+validates input and output through pydantic, and looks up / marks event ids in its SQLite
+idempotency store (one look-up per batch; marks written behind the consumer).
+
+Two raw baselines run: one with confluent-kafka's own Avro serializer classes (what a hand-written
+loop uses) and one that decodes/encodes with fastavro directly, as choreo's serde does, so the
+second ratio shows the framework's own cost with the serde difference taken out.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient, topic_record_subject_name_strategy
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, topic_record_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from choreo.config import Settings
+from choreo.context import Context
 from choreo.kafka.admin import TopicSpec, ensure_topics
 from choreo.publisher import Publisher
 from choreo.runtime.worker import Worker
 from choreo.schemas.catalog import SchemaCatalog
-from tests.support.echo import PING_SCHEMA, PONG_SCHEMA, Ping, make_echo_service, write_schemas
+from choreo.service import Service
+from tests.support.echo import PING_SCHEMA, PONG_SCHEMA, Ping, Pong, write_schemas
 
 BATCH = 1000
+BATCH_WAIT_S = 0.01  # the Worker's default: the raw loops wait for a batch exactly as long
 
 
 @dataclass
@@ -41,25 +55,68 @@ class Result:
         return self.events / self.seconds
 
 
-def _prepare(settings: Settings, count: int) -> tuple[str, str, SchemaCatalog]:
+def make_topics(settings: Settings, prefix: str) -> tuple[str, str, SchemaCatalog]:
+    """Fresh, empty 8-partition input and output topics with their Ping/Pong schemas."""
     suffix = uuid.uuid4().hex[:6]
-    in_topic, out_topic = f"bench-in-{suffix}", f"bench-out-{suffix}"
+    in_topic, out_topic = f"{prefix}-in-{suffix}", f"{prefix}-out-{suffix}"
     write_schemas(settings.schemas_dir, in_topic, out_topic)
     ensure_topics(settings.librdkafka(), [TopicSpec(in_topic, 8), TopicSpec(out_topic, 8)])
-    with Publisher.from_settings(settings, source="bench", **{"linger.ms": 20}) as publisher:
-        for i in range(count):
-            publisher.publish(Ping(key=f"k{i % 1000}", seq=i))
     return in_topic, out_topic, SchemaCatalog.load(settings.schemas_dir)
 
 
-def run_raw(settings: Settings, in_topic: str, out_topic: str, count: int) -> Result:
-    """The baseline: a hand-rolled confluent-kafka loop with the official Avro serde."""
-    registry = SchemaRegistryClient({"url": settings.schema_registry_url})
-    import json
+def _prepare(settings: Settings, count: int) -> tuple[str, str, SchemaCatalog]:
+    """make_topics, then ``count`` Pings produced into the input topic."""
+    in_topic, out_topic, catalog = make_topics(settings, "bench")
+    with Publisher.from_settings(settings, source="bench", **{"linger.ms": 20}) as publisher:
+        for i in range(count):
+            publisher.publish(Ping(key=f"k{i % 1000}", seq=i))
+    return in_topic, out_topic, catalog
 
-    decode = AvroDeserializer(registry, json.dumps(PING_SCHEMA))
-    encode = AvroSerializer(registry, json.dumps(PONG_SCHEMA),
-                            conf={"subject.name.strategy": topic_record_subject_name_strategy})
+
+class _FastavroSerde:
+    """The raw loop's second serde: fastavro plus the official registry client, no rule machinery.
+
+    The same shortcut choreo's serde takes, so the second baseline isolates what the framework adds.
+    """
+
+    def __init__(self, registry: SchemaRegistryClient, out_topic: str) -> None:
+        self.registry = registry
+        self.reader = parse_schema(PING_SCHEMA)
+        self.writer = parse_schema(PONG_SCHEMA)
+        self.writers: dict[int, Any] = {}
+        subject = f"{out_topic}-{PONG_SCHEMA['namespace']}.{PONG_SCHEMA['name']}"
+        schema_id = registry.register_schema(subject, Schema(json.dumps(PONG_SCHEMA), "AVRO"))
+        self.header = b"\x00" + schema_id.to_bytes(4, "big")
+
+    def decode(self, value: bytes, _ctx: object) -> dict[str, Any]:
+        schema_id = int.from_bytes(value[1:5], "big")
+        writer = self.writers.get(schema_id)
+        if writer is None:
+            writer = self.writers[schema_id] = parse_schema(
+                json.loads(self.registry.get_schema(schema_id).schema_str))
+        return schemaless_reader(io.BytesIO(value[5:]), writer, self.reader)  # type: ignore[return-value]
+
+    def encode(self, record: dict[str, Any], _ctx: object) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self.header)
+        schemaless_writer(buffer, self.writer, record)
+        return buffer.getvalue()
+
+
+def run_raw(settings: Settings, in_topic: str, out_topic: str, count: int, serde: str) -> Result:
+    """The baseline: a hand-rolled confluent-kafka loop.
+
+    ``serde="official"`` uses confluent-kafka's AvroSerializer/AvroDeserializer, as a team writing the
+    loop by hand would; ``serde="fastavro"`` decodes and encodes the way choreo does (see _FastavroSerde).
+    """
+    registry = SchemaRegistryClient({"url": settings.schema_registry_url})
+    if serde == "official":
+        decode: Callable[[bytes, Any], Any] = AvroDeserializer(registry, json.dumps(PING_SCHEMA))
+        encode: Callable[[Any, Any], Any] = AvroSerializer(
+            registry, json.dumps(PONG_SCHEMA), conf={"subject.name.strategy": topic_record_subject_name_strategy})
+    else:
+        fast = _FastavroSerde(registry, out_topic)
+        decode, encode = fast.decode, fast.encode
     consumer = Consumer(settings.librdkafka(**{
         "group.id": f"raw-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest",
         "enable.auto.offset.store": False, "session.timeout.ms": 6000,
@@ -71,7 +128,7 @@ def run_raw(settings: Settings, in_topic: str, out_topic: str, count: int) -> Re
     consumer.subscribe([in_topic])
     done, first, started = 0, 0, 0.0
     while done < count:
-        messages = consumer.consume(BATCH, 0.5)
+        messages = consumer.consume(BATCH, BATCH_WAIT_S)
         if not messages:
             continue
         last: dict[int, int] = {}
@@ -88,11 +145,16 @@ def run_raw(settings: Settings, in_topic: str, out_topic: str, count: int) -> Re
             first, started = done, time.perf_counter()
     elapsed = time.perf_counter() - started
     consumer.close()
-    return Result("raw confluent-kafka loop", done - first, elapsed)
+    return Result(f"raw loop, {serde} serde", done - first, elapsed)
 
 
 def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result:
-    service = make_echo_service(f"bench-{uuid.uuid4().hex[:6]}")
+    service = Service(f"bench-{uuid.uuid4().hex[:6]}")
+
+    @service.handler(Ping)
+    def echo(ping: Ping, _ctx: Context) -> Pong:  # the raw loops' handler: Ping → Pong
+        return Pong(key=ping.key, seq=ping.seq)
+
     marks: dict[str, float] = {}
     finished = threading.Event()
 
@@ -116,18 +178,27 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
     return Result("choreo service", worker.handled - first, elapsed)
 
 
-def throughput(bootstrap: str, registry_url: str, count: int) -> list[Result]:
+RUNNERS = ("official", "fastavro", "choreo", "quix")  # quix runs only if .venv-quix exists (bench/quix.py)
+
+
+def throughput(bootstrap: str, registry_url: str, count: int, rounds: int = 2) -> list[Result]:
+    """Each runner ``rounds`` times, interleaved (so warm-up and noise hit every runner alike)."""
     workdir = Path(tempfile.mkdtemp(prefix="choreo-bench-"))
     settings = Settings(bootstrap_servers=bootstrap, schema_registry_url=registry_url,
                         schemas_dir=workdir / "schemas", state_dir=workdir / "state")
     results: list[Result] = []
-    import os
-    order = os.environ.get("BENCH_ORDER", "raw,choreo,raw,choreo").split(",")
-    for run, runner in enumerate(order):  # interleaved: warm-up shows up
+    order = os.environ.get("BENCH_ORDER", ",".join(RUNNERS * rounds)).split(",")
+    for run, runner in enumerate(order):
         settings = settings.model_copy(update={"schemas_dir": workdir / f"schemas-{run}"})
         in_topic, out_topic, catalog = _prepare(settings, count)
-        if runner == "raw":
-            results.append(run_raw(settings, in_topic, out_topic, count))
-        else:
+        if runner == "choreo":
             results.append(run_choreo(settings, catalog, count))
+        elif runner == "quix":
+            from bench.quix import quix_throughput  # imports this module: import it late
+
+            quix = quix_throughput(bootstrap, registry_url, in_topic, out_topic, count)
+            if quix is not None:
+                results.append(quix)
+        else:
+            results.append(run_raw(settings, in_topic, out_topic, count, runner))
     return results
