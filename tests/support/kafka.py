@@ -15,14 +15,15 @@ def read_topic(kafka_config: dict[str, Any], topic: str, *, until: Callable[[lis
     """Read ``topic`` from the start until ``until(messages)`` holds.
 
     Partitions are assigned directly (no group join, ~3 s on Tansu, nothing committed); metadata is
-    fetched first so the assignment does not wait for leader discovery.
+    fetched first so the assignment does not wait for leader discovery. A topic that does not exist
+    yet (a service creates its retry topics after its HTTP server answers) is waited for.
     """
     consumer = Consumer({**kafka_config, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "fetch.wait.max.ms": 10})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    deadline = time.monotonic() + timeout_s
+    partitions = _partitions_when_created(consumer, topic, deadline)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     messages: list[Message] = []
-    deadline = time.monotonic() + timeout_s
     try:
         while not until(messages):
             if time.monotonic() > deadline:
@@ -33,6 +34,17 @@ def read_topic(kafka_config: dict[str, Any], topic: str, *, until: Callable[[lis
     finally:
         consumer.close()
     return messages
+
+
+def _partitions_when_created(consumer: Consumer, topic: str, deadline: float) -> list[int]:
+    while True:
+        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        if partitions:
+            return partitions
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise TimeoutError(f"topic {topic} was never created")
+        time.sleep(0.1)
 
 
 def count_at_least(n: int) -> Callable[[list[Message]], bool]:
