@@ -29,14 +29,17 @@ ALL = ("throughput", "latency", "retry", "replay", "registry")
 def _throughput(bootstrap: str, url: str, events: int, rounds: int) -> None:
     results = throughput(bootstrap, url, events, rounds)
     table = Table(title=f"consume → decode → handle → encode → produce → store offset ({events} events)")
-    for column in ("run", "events", "seconds", "events/s"):
+    for column in ("run", "events", "seconds", "events/s", "CPU µs/event"):
         table.add_column(column, justify="right")
     for result in results:
-        table.add_row(result.name, str(result.events), f"{result.seconds:.2f}", f"{result.rate:,.0f}")
+        table.add_row(result.name, str(result.events), f"{result.seconds:.2f}", f"{result.rate:,.0f}",
+                      f"{result.cpu_us_per_event:.1f}")
     console.print(table)
     rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     for result in results:
         rates.setdefault(result.name, []).append(result.rate)
+        cpu.setdefault(result.name, []).append(result.cpu_us_per_event)
     ours = rates["choreo service"]
     baselines = [("raw loop, official serde", "raw loop with the official Avro serde"),
                  ("raw loop, fastavro serde", "raw loop with fastavro (choreo's serde path)"),

@@ -35,4 +35,5 @@ def quix_throughput(bootstrap: str, registry_url: str, in_topic: str, out_topic:
         sys.stderr.write(completed.stderr)
         raise RuntimeError(f"the Quix app exited with {completed.returncode}")
     figures = json.loads(completed.stdout.strip().splitlines()[-1])
-    return Result("Quix Streams app", int(figures["events"]), float(figures["seconds"]))
+    return Result("Quix Streams app", int(figures["events"]), float(figures["seconds"]),
+                  float(figures["cpu_seconds"]))

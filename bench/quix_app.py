@@ -73,14 +73,14 @@ def main() -> None:
         schema_registry_serialization_config=SchemaRegistrySerializationConfig(
             subject_name_strategy=topic_record_subject_name_strategy)))
 
-    marks = {"handled": 0, "start": 0.0, "end": 0.0}
+    marks = {"handled": 0, "start": 0.0, "end": 0.0, "cpu_start": 0.0, "cpu_end": 0.0}
 
     def tally(_pong: dict[str, Any]) -> None:
         marks["handled"] += 1
         if marks["handled"] == WARMUP:
-            marks["start"] = time.perf_counter()
+            marks["start"], marks["cpu_start"] = time.perf_counter(), time.process_time()
         elif marks["handled"] == args.count:
-            marks["end"] = time.perf_counter()
+            marks["end"], marks["cpu_end"] = time.perf_counter(), time.process_time()
             app.stop()  # the loop ends after this message; run() then commits and closes
 
     sdf = app.dataframe(in_topic)
@@ -93,6 +93,7 @@ def main() -> None:
     seconds = marks["end"] - marks["start"]
     events = args.count - WARMUP
     print(json.dumps({"events": events, "seconds": seconds, "rate": events / seconds,
+                      "cpu_seconds": marks["cpu_end"] - marks["cpu_start"],
                       # after the N-th message: final checkpoint (producer flush + offset commit), close
                       "drain_seconds": drained - marks["end"]}), flush=True)
 

@@ -35,6 +35,7 @@ from choreo.config import Settings
 from choreo.context import Context
 from choreo.kafka.admin import TopicSpec, ensure_topics
 from choreo.publisher import Publisher
+from choreo.runtime.gctune import tune_gc
 from choreo.runtime.worker import Worker
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.service import Service
@@ -46,9 +47,18 @@ BATCH_WAIT_S = 0.01  # the Worker's default: the raw loops wait for a batch exac
 
 @dataclass
 class Result:
+    """One timed run. ``cpu_seconds``: CPU time of the runner's whole process over the same window
+    (every thread: librdkafka's, the mark writer's), which the box's noise moves far less than
+    wall-clock time."""
+
     name: str
     events: int
     seconds: float
+    cpu_seconds: float
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_seconds / self.events * 1e6
 
     @property
     def rate(self) -> float:
@@ -126,7 +136,7 @@ def run_raw(settings: Settings, in_topic: str, out_topic: str, count: int, serde
     in_ctx, out_ctx = SerializationContext(in_topic, MessageField.VALUE), SerializationContext(
         out_topic, MessageField.VALUE)
     consumer.subscribe([in_topic])
-    done, first, started = 0, 0, 0.0
+    done, first, started, cpu_started = 0, 0, 0.0, 0.0
     while done < count:
         messages = consumer.consume(BATCH, BATCH_WAIT_S)
         if not messages:
@@ -142,10 +152,10 @@ def run_raw(settings: Settings, in_topic: str, out_topic: str, count: int, serde
         consumer.store_offsets(offsets=[TopicPartition(in_topic, p, o + 1) for p, o in last.items()])
         done += len(messages)
         if not first:  # like choreo's, the clock starts once the first batch is done
-            first, started = done, time.perf_counter()
-    elapsed = time.perf_counter() - started
+            first, started, cpu_started = done, time.perf_counter(), time.process_time()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     consumer.close()
-    return Result(f"raw loop, {serde} serde", done - first, elapsed)
+    return Result(f"raw loop, {serde} serde", done - first, elapsed, cpu)
 
 
 def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result:
@@ -162,11 +172,13 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
         # Runs on the worker thread: no polling thread competes for the GIL while we measure.
         if "start" not in marks:  # like the raw loop's, the clock starts once the first batch is done
             marks["start"], marks["first"] = time.perf_counter(), worker.handled
+            marks["cpu_start"] = time.process_time()
         if worker.handled >= count:
-            marks["end"] = time.perf_counter()
+            marks["end"], marks["cpu_end"] = time.perf_counter(), time.process_time()
             finished.set()
 
     worker = Worker(service.bind(catalog), settings, batch_size=BATCH, on_batch=on_batch)
+    tune_gc(settings.gc_threshold)  # as `choreo run` does before its worker starts
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     if not finished.wait(300):
@@ -175,7 +187,7 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
     first = int(marks["first"])
     worker.stop()
     thread.join(30)
-    return Result("choreo service", worker.handled - first, elapsed)
+    return Result("choreo service", worker.handled - first, elapsed, marks["cpu_end"] - marks["cpu_start"])
 
 
 RUNNERS = ("official", "fastavro", "choreo", "quix")  # quix runs only if .venv-quix exists (bench/quix.py)

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     progress_url: str | None = None
 
+    # Python's generation-0 GC threshold in a running service, objects alive at start frozen
+    # (see choreo.runtime.gctune); 0 leaves the interpreter's defaults.
+    gc_threshold: int = Field(default=50_000, ge=0)
+
     # HTTP port for /metrics, /healthz, /readyz of a running service (0 = pick a free port).
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from choreo.envelope import CORRELATION_ID, Envelope, parse_envelope
+from choreo.envelope import CORRELATION_ID, Envelope, parse_envelope, step_request_id
 
 
 class Context:
@@ -14,18 +14,20 @@ class Context:
 
     ``tx`` is set for transactional handlers: an open database transaction (``tx.connection``) that
     commits together with the mark that the event was processed (the inbox pattern).
-    The full :attr:`envelope` is decoded from the record's headers on first use: most handlers never
-    ask, and one is built per consumed record.
+    The full :attr:`envelope` is decoded from the record's headers on first use, and the step's
+    :attr:`request_id` is derived on first use: most handlers never ask, and one context is built
+    per consumed record.
     """
 
-    __slots__ = ("service", "topic", "partition", "offset", "event_id", "request_id", "attempt", "tx",
-                 "_headers", "_envelope")
+    __slots__ = ("service", "topic", "partition", "offset", "event_id", "attempt", "tx",
+                 "_request_id", "_headers", "_envelope")
 
-    def __init__(self, *, service: str, topic: str, partition: int, offset: int, request_id: str,
+    def __init__(self, *, service: str, topic: str, partition: int, offset: int, request_id: str | None = None,
                  event_id: str | None = None, headers: Mapping[str, bytes | None] | None = None,
                  envelope: Envelope | None = None, attempt: int = 1, tx: Any = None) -> None:
         """The runtime passes the record's ``headers`` and ``event_id``; a handler's own unit test may
-        pass an ``envelope`` instead (e.g. from ``root_envelope(...)``)."""
+        pass an ``envelope`` instead (e.g. from ``root_envelope(...)``). Without ``request_id`` the
+        step's id is derived from the event id, as the runtime does."""
         if headers is None:
             if envelope is None:
                 raise TypeError("Context needs the record's headers or an envelope")
@@ -35,11 +37,28 @@ class Context:
         self.partition = partition
         self.offset = offset
         self.event_id = event_id if event_id is not None else (envelope or parse_envelope(headers)).event_id
-        self.request_id = request_id
+        self._request_id = request_id
         self.attempt = attempt
         self.tx = tx
         self._headers = headers
         self._envelope = envelope
+
+    @classmethod
+    def of_record(cls, service: str, topic: str, partition: int, offset: int, event_id: str,
+                  headers: Mapping[str, bytes | None], attempt: int) -> Context:
+        """The runtime's constructor: positional, no checks (one context per consumed record)."""
+        ctx = cls.__new__(cls)
+        ctx.service, ctx.topic, ctx.partition, ctx.offset = service, topic, partition, offset
+        ctx.event_id, ctx._headers, ctx.attempt = event_id, headers, attempt
+        ctx.tx = ctx._request_id = ctx._envelope = None
+        return ctx
+
+    @property
+    def request_id(self) -> str:
+        """The step's ``request-id``: one per input event, stable across re-runs of the step."""
+        if self._request_id is None:
+            self._request_id = step_request_id(self.event_id)
+        return self._request_id
 
     @property
     def headers(self) -> Mapping[str, bytes | None]:

@@ -10,6 +10,7 @@ import typer
 from choreo.cli.errors import friendly_errors
 from choreo.config import Settings
 from choreo.observability.http import BackgroundHTTPServer, create_health_app
+from choreo.runtime.gctune import tune_gc
 from choreo.runtime.loader import load_service
 from choreo.runtime.worker import Worker
 from choreo.schemas.catalog import SchemaCatalog
@@ -35,6 +36,7 @@ def run(
         settings.http_host, settings.http_port,
     ).start()
     log.info("service %s http on %s:%d (/metrics /healthz /readyz)", bound.name, http.host, http.port)
+    tune_gc(settings.gc_threshold)
     try:
         worker.run()
     finally:

@@ -72,6 +72,15 @@ class ReliableProducer:
             except KafkaException as exc:
                 raise ProduceError(f"cannot produce to {record.topic}: {exc}", topic=record.topic) from exc
 
+    def produce_all(self, records: list[OutgoingRecord]) -> None:
+        """Queue ``records`` in order (the runtime's per-event path: one call for a handler's outputs)."""
+        produce = self._producer.produce
+        for record in records:
+            try:
+                produce(record.topic, record.value, record.key, headers=record.headers)
+            except (BufferError, KafkaException):
+                self.produce(record)  # the slow path: drain a full queue, or raise ProduceError
+
     def poll(self) -> None:
         """Serve delivery callbacks without blocking (call once per batch)."""
         self._producer.poll(0)

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
@@ -37,13 +37,13 @@ from choreo.envelope import (
     output_headers,
     parse_envelope,
     step_headers,
-    step_request_id,
 )
 from choreo.errors import DeserializationError, InfrastructureError
 from choreo.events import Event, EventBinding
 from choreo.idempotency import DuplicateEventError, IdempotencyStore, OutboxRecord
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
 from choreo.observability import metrics
+from choreo.observability.histogram import Tally
 from choreo.retry.headers import RETRY_ATTEMPT, RETRY_NOT_BEFORE, header_int, now_ms
 from choreo.runtime.acks import AckGroup, UnackedBatch
 from choreo.runtime.failures import FailurePolicy
@@ -56,13 +56,25 @@ from choreo.service import BoundService, Handler, HandlerSpec
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class _Item:
+class _Route:
+    """Everything the hot path needs about one input event type, looked up once per record."""
+
+    __slots__ = ("binding", "spec", "chain", "tally")
+
+    def __init__(self, binding: EventBinding, spec: HandlerSpec, chain: Handler, tally: Tally) -> None:
+        self.binding = binding
+        self.spec = spec
+        self.chain = chain  # the handler wrapped in the service's middleware
+        self.tally = tally  # handler durations, merged into Prometheus once per batch
+
+
+class _Item(NamedTuple):
+    """A consumed record this service handles (a NamedTuple: one is built per record)."""
+
     message: Message
     event_id: str
     headers: dict[str, bytes]
-    binding: EventBinding
-    spec: HandlerSpec
+    route: _Route
     attempt: int
 
     @property
@@ -113,13 +125,13 @@ class BatchProcessor:
         self.acks = AckGroup(producer, max_batches=1 if self.ordering is not None else 5)
         # Counted locally and added to Prometheus once per batch: labels() per record is costly.
         self._consumed: Counter[tuple[str, str]] = Counter()
-        self._produced: Counter[tuple[str, str]] = Counter()
+        self._produced: Counter[EventBinding] = Counter()
         self._duplicates: Counter[str] = Counter()
-        self._durations = {name: metrics.HANDLER_DURATION.tally() for name in bound.inputs}
         self._batch_time = ""
-        self._chains: dict[str, Handler] = {
-            type_name: build_chain(spec, loop, bound.service.middleware)
-            for type_name, (_, spec) in bound.inputs.items()
+        self._routes: dict[str, _Route] = {
+            type_name: _Route(binding, spec, build_chain(spec, loop, bound.service.middleware),
+                              metrics.HANDLER_DURATION.tally())
+            for type_name, (binding, spec) in bound.inputs.items()
         }
 
     # -- the batch -------------------------------------------------------------------------------
@@ -135,7 +147,7 @@ class BatchProcessor:
         self._outbox_sent: list[str] = []
         # A redelivered transactional event re-sends its unacknowledged outbox at its own place in the
         # batch, so a later event of the same key cannot overtake its outputs. One store call per batch.
-        redelivered_tx = [i.event_id for i in items if i.spec.transactional and i.event_id in seen]
+        redelivered_tx = [i.event_id for i in items if i.route.spec.transactional and i.event_id in seen]
         pending_outbox = self.store.pending_outbox(self.service, redelivered_tx) if redelivered_tx else {}
         ordering = self.ordering
         if ordering is not None:
@@ -145,7 +157,7 @@ class BatchProcessor:
             key = entity_key(item.message) if ordering is not None else None
             if event_id in seen:
                 outcome.duplicates += 1
-                self._duplicates[item.binding.type_name] += 1
+                self._duplicates[item.route.binding.type_name] += 1
                 log.debug("duplicate skipped service=%s event_id=%s", self.service, event_id)
                 if event_id in pending_outbox:
                     self._resend_outbox(event_id, pending_outbox.pop(event_id))
@@ -215,21 +227,21 @@ class BatchProcessor:
     def _flush_counters(self) -> None:
         for (topic, type_name), count in self._consumed.items():
             metrics.CONSUMED.labels(self.service, topic, type_name).inc(count)
-        for (topic, type_name), count in self._produced.items():
-            metrics.PRODUCED.labels(self.service, topic, type_name).inc(count)
+        for binding, count in self._produced.items():
+            metrics.PRODUCED.labels(self.service, binding.topic, binding.type_name).inc(count)
         for type_name, count in self._duplicates.items():
             metrics.DUPLICATES.labels(self.service, type_name).inc(count)
-        for type_name, tally in self._durations.items():
-            if tally:
-                metrics.HANDLER_DURATION.merge((self.service, type_name), tally)
+        for type_name, route in self._routes.items():
+            if route.tally:
+                metrics.HANDLER_DURATION.merge((self.service, type_name), route.tally)
         self._clear_counters()
 
     def _clear_counters(self) -> None:
         self._consumed.clear()
         self._produced.clear()
         self._duplicates.clear()
-        for tally in self._durations.values():
-            tally.clear()
+        for route in self._routes.values():
+            route.tally.clear()
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -242,6 +254,7 @@ class BatchProcessor:
         items: list[_Item] = []
         last: dict[tuple[str, int], int] = {}
         paused: set[tuple[str, int]] = set()
+        routes = self._routes
         now = now_ms()
         for message in messages:
             error = message.error()
@@ -267,81 +280,83 @@ class BatchProcessor:
                 self.failures.on_poison(message, DeserializationError(str(exc), record=message), self.producer)
                 continue
             self._consumed[(position[0], event_type)] += 1
-            target = self.bound.inputs.get(event_type)
-            if target is None:
+            route = routes.get(event_type)
+            if route is None:
                 continue  # another event type on a shared topic: not ours, nothing to decode
             attempt = header_int(headers, RETRY_ATTEMPT, 1) if RETRY_ATTEMPT in headers else 1
-            items.append(_Item(message, event_id, headers, target[0], target[1], attempt))
+            items.append(_Item(message, event_id, headers, route, attempt))
         outcome.offsets = [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
         return items
 
     def _handle(self, item: _Item) -> Literal["handled", "retry", "dead-letter"]:
         """Decode, run the handler chain, queue the outputs; else say where the failure policy sent it."""
-        message = item.message
+        message, route = item.message, item.route
         try:
-            event = self.serde.decode(item.binding, message.value())
+            event = self.serde.decode(route.binding, message.value())
         except DeserializationError as exc:
             exc.record = message
             self.failures.on_poison(message, exc, self.producer)
             return "dead-letter"
-        ctx = Context(service=self.service, topic=message.topic(), partition=message.partition(),
-                      offset=message.offset(), event_id=item.event_id, headers=item.headers,
-                      request_id=step_request_id(item.event_id), attempt=item.attempt)
-        chain = self._chains[item.binding.type_name]
+        ctx = Context.of_record(self.service, message.topic(), message.partition(), message.offset(),
+                                item.event_id, item.headers, item.attempt)
         started = time.perf_counter()
         try:
-            if item.spec.transactional:
-                self._run_transactional(chain, event, ctx)
+            if route.spec.transactional:
+                self._run_transactional(route.chain, event, ctx)
             else:
-                for record, _ in self._encode_outputs(chain(event, ctx), ctx):
-                    self.producer.produce(record)
-                self._marks.append(ctx.event_id)
+                outputs = route.chain(event, ctx)
+                if outputs:
+                    self.producer.produce_all(self._encode_outputs(outputs, ctx))
+                self._marks.append(item.event_id)
         except DuplicateEventError:
             # Another member of the group committed this event first (a rebalance race): its
             # transaction rolled back, so nothing of this run is kept or sent.
-            self._duplicates[item.binding.type_name] += 1
+            self._duplicates[route.binding.type_name] += 1
             return "handled"
         except InfrastructureError:
             raise  # the registry or store is down: not the event's fault; the batch is re-run
         except Exception as exc:  # noqa: BLE001 - any handler error is routed, never crashes the loop
-            metrics.HANDLER_ERRORS.labels(self.service, item.binding.type_name, type(exc).__name__).inc()
+            metrics.HANDLER_ERRORS.labels(self.service, route.binding.type_name, type(exc).__name__).inc()
             return self.failures.on_handler_error(message, item.envelope, exc, self.producer)
         finally:
-            self._durations[item.binding.type_name].observe(time.perf_counter() - started)
+            route.tally.observe(time.perf_counter() - started)
         return "handled"
 
     def _run_transactional(self, chain: Handler, event: Event, ctx: Context) -> None:
         with self.store.transaction(self.service) as tx:
             ctx.tx = tx
-            records = self._encode_outputs(chain(event, ctx), ctx)
+            event_ids: list[str] = []
+            records = self._encode_outputs(chain(event, ctx), ctx, event_ids)
             tx.record(ctx.event_id, [
                 OutboxRecord(topic=r.topic, key=r.key, value=r.value, headers=r.headers, event_id=event_id)
-                for r, event_id in records
+                for r, event_id in zip(records, event_ids, strict=True)
             ])
-        for record, _ in records:
-            self.producer.produce(record)
+        self.producer.produce_all(records)
         self._outbox_sent.append(ctx.event_id)
 
-    def _encode_outputs(self, outputs: list[Event], ctx: Context) -> list[tuple[OutgoingRecord, str]]:
+    def _encode_outputs(self, outputs: list[Event], ctx: Context,
+                        event_ids: list[str] | None = None) -> list[OutgoingRecord]:
         """Envelope and encode every emitted event (all before any is produced: all or nothing).
 
-        Returns each record with its ``ce_id`` (the outbox keeps it).
+        Appends each record's ``ce_id`` to ``event_ids`` if given (the outbox keeps them).
         """
-        records: list[tuple[OutgoingRecord, str]] = []
+        records: list[OutgoingRecord] = []
         if not outputs:
             return records
         cause_id = ctx.event_id
         shared = step_headers(ctx.headers, cause_id, source=self.service, request_id=ctx.request_id,
                               time=self._batch_time)
+        output_binding, encode, produced = self.bound.output_binding, self.serde.encode, self._produced
         for position, output in enumerate(outputs):
-            binding = self.bound.output_binding(type(output))
-            type_name = binding.type_name
+            binding = output_binding(type(output))
             key = output.entity_key()
-            event_id = derived_event_id(cause_id, position, type_name)
-            value = self.serde.encode(binding, output)
-            headers = output_headers(shared, event_id, binding.type_bytes, key)
-            records.append((OutgoingRecord(binding.topic, key.encode(), value, headers), event_id))
-            self._produced[(binding.topic, type_name)] += 1
+            event_id = derived_event_id(cause_id, position, binding.type_name)
+            value = encode(binding, output)
+            records.append(OutgoingRecord(binding.topic, key.encode(), value,
+                                          output_headers(shared, event_id, binding.type_bytes, key)))
+            produced[binding] += 1
+            if event_ids is not None:
+                event_ids.append(event_id)
         return records
 
     def _resend_outbox(self, event_id: str, records: list[OutboxRecord]) -> None:

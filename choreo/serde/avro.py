@@ -152,7 +152,8 @@ class AvroEventSerde:
                 raise InfrastructureError(f"schema registry unreachable: {exc!r}") from exc
             raise DeserializationError(f"{binding.type_name}: cannot decode Avro value: {exc!r}") from exc
         try:
-            return binding.event_class.model_validate(record)
+            # model_validate's own body: the validator call, without its keyword handling (~0.4 µs a record).
+            return binding.event_class.__pydantic_validator__.validate_python(record)  # type: ignore[no-any-return]
         except ModelValidationError as exc:
             raise DeserializationError(f"{binding.type_name}: decoded record does not fit the model: {exc}") from exc
 

@@ -15,6 +15,7 @@ from choreo.envelope import (
     parse_envelope,
     root_envelope,
     step_headers,
+    step_request_id,
 )
 
 
@@ -92,3 +93,20 @@ def test_a_context_built_from_an_envelope_answers_like_the_runtime_one() -> None
         assert ctx.envelope == root
     with pytest.raises(TypeError, match="headers or an envelope"):
         Context(service="s", topic="t", partition=0, offset=1, request_id="r")
+
+
+def test_the_runtime_context_equals_a_keyword_built_one_and_derives_the_step_request_id() -> None:
+    from choreo.context import Context
+
+    root = root_envelope("io.x.A", "svc", "o-1")
+    headers = dict(root.to_headers())
+    fast = Context.of_record("s", "t", 3, 7, root.event_id, headers, 2)
+    by_keywords = Context(service="s", topic="t", partition=3, offset=7, event_id=root.event_id,
+                          headers=headers, attempt=2)
+    for ctx in (fast, by_keywords):
+        assert (ctx.service, ctx.topic, ctx.partition, ctx.offset, ctx.attempt) == ("s", "t", 3, 7, 2)
+        assert ctx.event_id == root.event_id and ctx.tx is None
+        assert ctx.request_id == step_request_id(root.event_id)  # derived on first use, stable
+        assert ctx.envelope == root
+    explicit = Context(service="s", topic="t", partition=0, offset=0, request_id="r-9", envelope=root)
+    assert explicit.request_id == "r-9"
