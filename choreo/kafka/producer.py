@@ -9,7 +9,7 @@ Thread-safety: produce() and flush() from one thread (the consumer loop's).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -46,20 +46,26 @@ class OutgoingRecord(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
+def _recorder(failures: list[KafkaError]) -> Callable[[KafkaError | None, Message], None]:
+    """The delivery callback: runs inside poll()/flush() on the caller's thread, for failures only."""
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            failures.append(error)
+            log.error("delivery failed topic=%s partition=%s error=%s", message.topic(), message.partition(), error)
+    return on_delivery
+
+
 class ReliableProducer:
     """Produce asynchronously, then :meth:`flush` to learn — for certain — that everything landed."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
+        self._failures: list[KafkaError] = []
         # One delivery callback for the producer, not one per produce() call: less per-record work.
-        self._config = {**PRODUCER_DEFAULTS, **config, "on_delivery": self._on_delivery}
+        # It closes over the list, not over self: a producer holding a callback that holds its owner
+        # is a reference cycle, and a closed producer (with its librdkafka threads) would linger until
+        # the cyclic garbage collector ran.
+        self._config = {**PRODUCER_DEFAULTS, **config, "on_delivery": _recorder(self._failures)}
         self._producer = Producer(self._config)
-        self._failures: list[tuple[OutgoingRecord | None, KafkaError]] = []
-
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        # Runs inside poll()/flush() on the caller's thread, for failed deliveries only.
-        if error is not None:
-            self._failures.append((None, error))
-            log.error("delivery failed topic=%s partition=%s error=%s", message.topic(), message.partition(), error)
 
     def produce(self, record: OutgoingRecord) -> None:
         """Queue one record. A full local queue is drained by polling, never by dropping."""
@@ -91,15 +97,15 @@ class ReliableProducer:
         Failures are cleared once raised, so the caller can re-produce and flush again.
         """
         remaining = self._producer.flush(timeout_s)
-        failures, self._failures = self._failures, []
+        failures = list(self._failures)
+        self._failures.clear()  # the same list: the delivery callback appends to it
         if remaining:
             raise ProduceError(f"{remaining} records not acknowledged within {timeout_s:.0f}s")
         if failures:
-            first = failures[0][1]
-            if any(error.code() in _FENCED for _, error in failures):
+            if any(error.code() in _FENCED for error in failures):
                 self._renew()
-            raise ProduceError(f"{len(failures)} records failed delivery, first: {first.str()}",
-                               fatal=any(error.fatal() for _, error in failures))
+            raise ProduceError(f"{len(failures)} records failed delivery, first: {failures[0].str()}",
+                               fatal=any(error.fatal() for error in failures))
 
     def _renew(self) -> None:
         """Replace a producer whose idempotence state the broker refuses (fenced): a new producer id.

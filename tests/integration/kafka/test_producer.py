@@ -46,3 +46,19 @@ def test_an_undelivered_record_fails_the_flush() -> None:
     producer.produce(OutgoingRecord("nowhere", b"k", b"v", []))
     with pytest.raises(ProduceError, match="failed delivery|not acknowledged"):
         producer.flush(10)
+
+
+def test_a_closed_producer_is_freed_at_once_without_the_cycle_collector(kafka_config: dict[str, Any]) -> None:
+    """Its librdkafka client (and threads) go with the last reference, not at some later GC pass."""
+    import gc
+    import weakref
+
+    producer = ReliableProducer(kafka_config)
+    producer.close(5)
+    gone = weakref.ref(producer)
+    gc.disable()
+    try:
+        del producer
+        assert gone() is None
+    finally:
+        gc.enable()
