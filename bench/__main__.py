@@ -51,7 +51,8 @@ def _throughput(bootstrap: str, url: str, events: int, rounds: int) -> None:
         per_round = [a / b for a, b in zip(ours, theirs, strict=False)]  # runs of one round ran back to back
         console.print(f"choreo / {label}: median [bold]{statistics.median(ours) / statistics.median(theirs):.2f}[/]"
                       f" ({statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f} events/s; "
-                      f"per round {min(per_round):.2f}–{max(per_round):.2f})")
+                      f"per round {min(per_round):.2f}–{max(per_round):.2f}); median CPU per event "
+                      f"{statistics.median(cpu['choreo service']):.1f} vs {statistics.median(cpu[name]):.1f} µs")
 
 
 def _latency(bootstrap: str, url: str) -> None:

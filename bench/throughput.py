@@ -13,6 +13,7 @@ second ratio shows the framework's own cost with the serde difference taken out.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -178,6 +179,7 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
             finished.set()
 
     worker = Worker(service.bind(catalog), settings, batch_size=BATCH, on_batch=on_batch)
+    thresholds = gc.get_threshold()
     tune_gc(settings.gc_threshold)  # as `choreo run` does before its worker starts
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -187,6 +189,8 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
     first = int(marks["first"])
     worker.stop()
     thread.join(30)
+    gc.unfreeze()  # the raw loops after this one run with the interpreter's defaults, as written by hand
+    gc.set_threshold(*thresholds)
     return Result("choreo service", worker.handled - first, elapsed, marks["cpu_end"] - marks["cpu_start"])
 
 

@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     progress_url: str | None = None
 
-    # Python's generation-0 GC threshold in a running service, objects alive at start frozen
-    # (see choreo.runtime.gctune); 0 leaves the interpreter's defaults.
+    # `choreo run` raises Python's generation-0 GC threshold to at least this and freezes the objects
+    # alive at start (see choreo.runtime.gctune); 0 leaves the interpreter's defaults.
     gc_threshold: int = Field(default=50_000, ge=0)
 
     # HTTP port for /metrics, /healthz, /readyz of a running service (0 = pick a free port).

@@ -14,9 +14,9 @@ class Context:
 
     ``tx`` is set for transactional handlers: an open database transaction (``tx.connection``) that
     commits together with the mark that the event was processed (the inbox pattern).
-    The full :attr:`envelope` is decoded from the record's headers on first use, and the step's
-    :attr:`request_id` is derived on first use: most handlers never ask, and one context is built
-    per consumed record.
+    The full :attr:`envelope` is decoded from the record's headers on first use (most handlers never
+    ask, and one context is built per consumed record); the step's :attr:`request_id` is derived on
+    first use too, which saves its hashing for records whose handler emits nothing.
     """
 
     __slots__ = ("service", "topic", "partition", "offset", "event_id", "attempt", "tx",
@@ -59,6 +59,10 @@ class Context:
         if self._request_id is None:
             self._request_id = step_request_id(self.event_id)
         return self._request_id
+
+    @request_id.setter
+    def request_id(self, value: str) -> None:
+        self._request_id = value
 
     @property
     def headers(self) -> Mapping[str, bytes | None]:

@@ -46,6 +46,10 @@ class OutgoingRecord(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
+def _refused(record: OutgoingRecord, exc: KafkaException) -> ProduceError:
+    return ProduceError(f"cannot produce to {record.topic}: {exc}", topic=record.topic)
+
+
 def _recorder(failures: list[KafkaError]) -> Callable[[KafkaError | None, Message], None]:
     """The delivery callback: runs inside poll()/flush() on the caller's thread, for failures only."""
     def on_delivery(error: KafkaError | None, message: Message) -> None:
@@ -68,7 +72,10 @@ class ReliableProducer:
         self._producer = Producer(self._config)
 
     def produce(self, record: OutgoingRecord) -> None:
-        """Queue one record. A full local queue is drained by polling, never by dropping."""
+        """Queue one record. A full local queue is drained by polling, never by dropping.
+
+        ProduceError (nothing queued) if librdkafka refuses the record, e.g. one over ``message.max.bytes``.
+        """
         while True:
             try:
                 self._producer.produce(record.topic, value=record.value, key=record.key, headers=record.headers)
@@ -76,16 +83,19 @@ class ReliableProducer:
             except BufferError:
                 self._producer.poll(0.05)
             except KafkaException as exc:
-                raise ProduceError(f"cannot produce to {record.topic}: {exc}", topic=record.topic) from exc
+                raise _refused(record, exc) from exc
 
     def produce_all(self, records: list[OutgoingRecord]) -> None:
-        """Queue ``records`` in order (the runtime's per-event path: one call for a handler's outputs)."""
+        """:meth:`produce` each of ``records``, in order (the runtime's per-event path: one call for a
+        handler's outputs). A refused record raises ProduceError; the records before it stay queued."""
         produce = self._producer.produce
         for record in records:
             try:
                 produce(record.topic, record.value, record.key, headers=record.headers)
-            except (BufferError, KafkaException):
-                self.produce(record)  # the slow path: drain a full queue, or raise ProduceError
+            except BufferError:
+                self.produce(record)  # the slow path: poll until the full local queue takes it
+            except KafkaException as exc:
+                raise _refused(record, exc) from exc
 
     def poll(self) -> None:
         """Serve delivery callbacks without blocking (call once per batch)."""

@@ -306,7 +306,9 @@ class BatchProcessor:
             else:
                 outputs = route.chain(event, ctx)
                 if outputs:
-                    self.producer.produce_all(self._encode_outputs(outputs, ctx))
+                    bindings: list[EventBinding] = []
+                    self.producer.produce_all(self._encode_outputs(outputs, ctx, bindings))
+                    self._produced.update(bindings)
                 self._marks.append(item.event_id)
         except DuplicateEventError:
             # Another member of the group committed this event first (a rebalance race): its
@@ -325,20 +327,23 @@ class BatchProcessor:
     def _run_transactional(self, chain: Handler, event: Event, ctx: Context) -> None:
         with self.store.transaction(self.service) as tx:
             ctx.tx = tx
+            bindings: list[EventBinding] = []
             event_ids: list[str] = []
-            records = self._encode_outputs(chain(event, ctx), ctx, event_ids)
+            records = self._encode_outputs(chain(event, ctx), ctx, bindings, event_ids)
             tx.record(ctx.event_id, [
                 OutboxRecord(topic=r.topic, key=r.key, value=r.value, headers=r.headers, event_id=event_id)
                 for r, event_id in zip(records, event_ids, strict=True)
             ])
         self.producer.produce_all(records)
+        self._produced.update(bindings)
         self._outbox_sent.append(ctx.event_id)
 
-    def _encode_outputs(self, outputs: list[Event], ctx: Context,
+    def _encode_outputs(self, outputs: list[Event], ctx: Context, bindings: list[EventBinding],
                         event_ids: list[str] | None = None) -> list[OutgoingRecord]:
         """Envelope and encode every emitted event (all before any is produced: all or nothing).
 
-        Appends each record's ``ce_id`` to ``event_ids`` if given (the outbox keeps them).
+        Appends each record's binding to ``bindings`` (counted as produced once queued) and its
+        ``ce_id`` to ``event_ids`` if given (the outbox keeps them).
         """
         records: list[OutgoingRecord] = []
         if not outputs:
@@ -346,7 +351,7 @@ class BatchProcessor:
         cause_id = ctx.event_id
         shared = step_headers(ctx.headers, cause_id, source=self.service, request_id=ctx.request_id,
                               time=self._batch_time)
-        output_binding, encode, produced = self.bound.output_binding, self.serde.encode, self._produced
+        output_binding, encode = self.bound.output_binding, self.serde.encode
         for position, output in enumerate(outputs):
             binding = output_binding(type(output))
             key = output.entity_key()
@@ -354,7 +359,7 @@ class BatchProcessor:
             value = encode(binding, output)
             records.append(OutgoingRecord(binding.topic, key.encode(), value,
                                           output_headers(shared, event_id, binding.type_bytes, key)))
-            produced[binding] += 1
+            bindings.append(binding)
             if event_ids is not None:
                 event_ids.append(event_id)
         return records

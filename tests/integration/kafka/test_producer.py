@@ -48,13 +48,50 @@ def test_an_undelivered_record_fails_the_flush() -> None:
         producer.flush(10)
 
 
-def test_a_closed_producer_is_freed_at_once_without_the_cycle_collector(kafka_config: dict[str, Any]) -> None:
+def test_produce_all_queues_records_in_order_with_key_and_value_in_place(kafka_config: dict[str, Any],
+                                                                         unique: Callable[[str], str]) -> None:
+    topic = unique("all")
+    ensure_topics(kafka_config, [TopicSpec(topic, 1)])
+    producer = ReliableProducer(kafka_config)
+    producer.produce_all([OutgoingRecord(topic, f"k{i}".encode(), f"v{i}".encode(), [("n", str(i).encode())])
+                          for i in range(20)])
+    producer.flush()
+    records = read_topic(kafka_config, topic, until=lambda got: len(got) >= 20)
+    assert [(r.key(), r.value(), r.headers()) for r in records] == [
+        (f"k{i}".encode(), f"v{i}".encode(), [("n", str(i).encode())]) for i in range(20)]
+
+
+def test_produce_all_refuses_a_record_librdkafka_rejects_and_keeps_the_ones_before(
+        kafka_config: dict[str, Any], unique: Callable[[str], str]) -> None:
+    topic = unique("refused-all")
+    ensure_topics(kafka_config, [TopicSpec(topic, 1)])
+    producer = ReliableProducer({**kafka_config, "message.max.bytes": 1000})
+    records = [OutgoingRecord(topic, b"a", b"small", []), OutgoingRecord(topic, b"b", b"x" * 5000, []),
+               OutgoingRecord(topic, b"c", b"small", [])]
+    with pytest.raises(ProduceError, match=f"cannot produce to {topic}") as refused:
+        producer.produce_all(records)
+    assert refused.value.topic == topic
+    producer.flush(10)  # the record before it is delivered; the one after was never queued
+    assert [r.key() for r in read_topic(kafka_config, topic, until=lambda got: len(got) >= 1)] == [b"a"]
+
+
+def test_produce_all_waits_for_room_in_a_full_local_queue() -> None:
+    """The queue holds one record; the second waits until the first leaves (here: times out)."""
+    producer = ReliableProducer({"bootstrap.servers": f"127.0.0.1:{free_port()}",
+                                 "queue.buffering.max.messages": 1, "message.timeout.ms": 300})
+    producer.produce_all([OutgoingRecord("t", b"a", b"1", []), OutgoingRecord("t", b"b", b"2", [])])
+    assert len(producer) == 1  # the second took the first's place
+    with pytest.raises(ProduceError, match="failed delivery"):
+        producer.flush(10)  # nothing is reported sent that the broker did not acknowledge
+
+
+def test_a_closed_producer_is_freed_at_once_without_the_cycle_collector() -> None:
     """Its librdkafka client (and threads) go with the last reference, not at some later GC pass."""
     import gc
     import weakref
 
-    producer = ReliableProducer(kafka_config)
-    producer.close(5)
+    producer = ReliableProducer({"bootstrap.servers": f"127.0.0.1:{free_port()}"})
+    producer.close(0.1)
     gone = weakref.ref(producer)
     gc.disable()
     try:

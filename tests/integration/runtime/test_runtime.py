@@ -144,3 +144,38 @@ def test_transactional_handler_commits_state_with_the_mark(echo_env: EchoEnv, un
     rows = sqlite3.connect(echo_env.settings.state_dir / f"{service.name}.sqlite3").execute(
         "SELECT key, seq FROM seen_pings ORDER BY seq").fetchall()
     assert rows == [(f"t{i}", i) for i in range(5)]
+
+
+def test_each_outbox_entry_keeps_the_id_of_the_record_sent_for_it(echo_env: EchoEnv, unique,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transactional handler with several outputs: what the outbox kept and what was sent agree."""
+    from choreo.idempotency.sqlite import SQLiteTransaction
+
+    kept: dict[str, list] = {}  # input event id → its outbox records (deleted from the store once sent)
+    record = SQLiteTransaction.record
+
+    def spy(self, event_id, outbox):  # noqa: ANN001, ANN202 - wraps the store's own method
+        kept[event_id] = list(outbox)
+        return record(self, event_id, outbox)
+
+    monkeypatch.setattr(SQLiteTransaction, "record", spy)
+    service = Service(unique("txmany"))
+
+    @service.handler(Ping, transactional=True)
+    def echo_thrice(event: Ping, ctx: Context) -> list[Pong]:
+        return [Pong(key=event.key, seq=event.seq * 10 + i) for i in range(3)]
+
+    with echo_env.publisher() as publisher:
+        roots = [publisher.publish(Ping(key=f"m{i}", seq=i)) for i in range(4)]
+    with running(service, echo_env):
+        pongs = read_topic(echo_env.kafka_config, echo_env.out_topic, until=count_at_least(12))
+    sent = {headers_of(m)["ce_id"]: m for m in pongs}
+    assert set(kept) == {root.event_id for root in roots}
+    for input_id, outbox in kept.items():
+        assert [r.event_id for r in outbox] == [derived_event_id(input_id, i, "io.choreo.test.Pong") for i in range(3)]
+        for entry in outbox:  # the record sent under that id is the one the outbox kept
+            assert sent[entry.event_id].value() == entry.value
+            assert headers_of(sent[entry.event_id])["ce_id"] == entry.event_id
+    # Counted once each, under the output's topic and type.
+    produced = metrics.PRODUCED.labels(service.name, echo_env.out_topic, "io.choreo.test.Pong")
+    assert produced._value.get() == 12
