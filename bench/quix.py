@@ -6,9 +6,6 @@ project venv: ``python3.11 -m venv .venv-quix && .venv-quix/bin/pip install quix
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from bench.throughput import Result
@@ -27,13 +24,9 @@ def quix_throughput(bootstrap: str, registry_url: str, in_topic: str, out_topic:
     if not PYTHON.exists():
         print(f"Quix Streams: not measured ({PYTHON.relative_to(ROOT)} missing; see bench/quix.py)")
         return None
-    completed = subprocess.run(  # noqa: S603 - our own script, our own venv
-        [str(PYTHON), str(APP), "--bootstrap", bootstrap, "--registry", registry_url,
-         "--in-topic", in_topic, "--out-topic", out_topic, "--count", str(count)],
-        capture_output=True, text=True, timeout=300, check=False)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stderr)
-        raise RuntimeError(f"the Quix app exited with {completed.returncode}")
-    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    from bench.runner import run_in_process  # imports bench.throughput, which imports this lazily
+
+    figures = run_in_process([str(PYTHON), str(APP), "--bootstrap", bootstrap, "--registry", registry_url,
+                              "--in-topic", in_topic, "--out-topic", out_topic, "--count", str(count)])
     return Result("Quix Streams app", int(figures["events"]), float(figures["seconds"]),
                   float(figures["cpu_seconds"]))

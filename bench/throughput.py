@@ -13,7 +13,6 @@ second ratio shows the framework's own cost with the serde difference taken out.
 
 from __future__ import annotations
 
-import gc
 import io
 import json
 import os
@@ -179,8 +178,7 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
             finished.set()
 
     worker = Worker(service.bind(catalog), settings, batch_size=BATCH, on_batch=on_batch)
-    thresholds = gc.get_threshold()
-    tune_gc(settings.gc_threshold)  # as `choreo run` does before its worker starts
+    tune_gc(settings.gc_threshold)  # as `choreo run` does before its worker starts (bench.runner: own process)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     if not finished.wait(300):
@@ -189,8 +187,6 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
     first = int(marks["first"])
     worker.stop()
     thread.join(30)
-    gc.unfreeze()  # the raw loops after this one run with the interpreter's defaults, as written by hand
-    gc.set_threshold(*thresholds)
     return Result("choreo service", worker.handled - first, elapsed, marks["cpu_end"] - marks["cpu_start"])
 
 
@@ -198,7 +194,8 @@ RUNNERS = ("official", "fastavro", "choreo", "quix")  # quix runs only if .venv-
 
 
 def throughput(bootstrap: str, registry_url: str, count: int, rounds: int = 2) -> list[Result]:
-    """Each runner ``rounds`` times, interleaved (so warm-up and noise hit every runner alike)."""
+    """Each runner ``rounds`` times, interleaved (so warm-up and noise hit every runner alike), each run
+    in a fresh process (``bench.runner``; Quix in its own venv), with its input produced beforehand."""
     workdir = Path(tempfile.mkdtemp(prefix="choreo-bench-"))
     settings = Settings(bootstrap_servers=bootstrap, schema_registry_url=registry_url,
                         schemas_dir=workdir / "schemas", state_dir=workdir / "state")
@@ -206,15 +203,15 @@ def throughput(bootstrap: str, registry_url: str, count: int, rounds: int = 2) -
     order = os.environ.get("BENCH_ORDER", ",".join(RUNNERS * rounds)).split(",")
     for run, runner in enumerate(order):
         settings = settings.model_copy(update={"schemas_dir": workdir / f"schemas-{run}"})
-        in_topic, out_topic, catalog = _prepare(settings, count)
-        if runner == "choreo":
-            results.append(run_choreo(settings, catalog, count))
-        elif runner == "quix":
+        in_topic, out_topic, _ = _prepare(settings, count)
+        if runner == "quix":
             from bench.quix import quix_throughput  # imports this module: import it late
 
             quix = quix_throughput(bootstrap, registry_url, in_topic, out_topic, count)
             if quix is not None:
                 results.append(quix)
         else:
-            results.append(run_raw(settings, in_topic, out_topic, count, runner))
+            from bench.runner import measure  # imports this module: import it late
+
+            results.append(measure(runner, settings, in_topic, out_topic, count))
     return results
