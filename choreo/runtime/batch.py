@@ -308,7 +308,7 @@ class BatchProcessor:
                 if outputs:
                     bindings: list[EventBinding] = []
                     self.producer.produce_all(self._encode_outputs(outputs, ctx, bindings))
-                    self._produced.update(bindings)
+                    self._count_produced(bindings)
                 self._marks.append(item.event_id)
         except DuplicateEventError:
             # Another member of the group committed this event first (a rebalance race): its
@@ -335,7 +335,7 @@ class BatchProcessor:
                 for r, event_id in zip(records, event_ids, strict=True)
             ])
         self.producer.produce_all(records)
-        self._produced.update(bindings)
+        self._count_produced(bindings)
         self._outbox_sent.append(ctx.event_id)
 
     def _encode_outputs(self, outputs: list[Event], ctx: Context, bindings: list[EventBinding],
@@ -363,6 +363,11 @@ class BatchProcessor:
             if event_ids is not None:
                 event_ids.append(event_id)
         return records
+
+    def _count_produced(self, bindings: list[EventBinding]) -> None:
+        produced = self._produced
+        for binding in bindings:  # not Counter.update: its Mapping check costs more than the loop
+            produced[binding] += 1
 
     def _resend_outbox(self, event_id: str, records: list[OutboxRecord]) -> None:
         for record in records:
