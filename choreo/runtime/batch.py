@@ -125,7 +125,7 @@ class BatchProcessor:
         self.acks = AckGroup(producer, max_batches=1 if self.ordering is not None else 5)
         # Counted locally and added to Prometheus once per batch: labels() per record is costly.
         self._consumed: Counter[tuple[str, str]] = Counter()
-        self._produced: Counter[EventBinding] = Counter()
+        self._produced: Counter[type[Event]] = Counter()
         self._duplicates: Counter[str] = Counter()
         self._batch_time = ""
         self._routes: dict[str, _Route] = {
@@ -227,7 +227,8 @@ class BatchProcessor:
     def _flush_counters(self) -> None:
         for (topic, type_name), count in self._consumed.items():
             metrics.CONSUMED.labels(self.service, topic, type_name).inc(count)
-        for binding, count in self._produced.items():
+        for event_class, count in self._produced.items():
+            binding = self.bound.output_binding(event_class)
             metrics.PRODUCED.labels(self.service, binding.topic, binding.type_name).inc(count)
         for type_name, count in self._duplicates.items():
             metrics.DUPLICATES.labels(self.service, type_name).inc(count)
@@ -306,9 +307,8 @@ class BatchProcessor:
             else:
                 outputs = route.chain(event, ctx)
                 if outputs:
-                    bindings: list[EventBinding] = []
-                    self.producer.produce_all(self._encode_outputs(outputs, ctx, bindings))
-                    self._count_produced(bindings)
+                    self.producer.produce_all(self._encode_outputs(outputs, ctx))
+                    self._count_produced(outputs)
                 self._marks.append(item.event_id)
         except DuplicateEventError:
             # Another member of the group committed this event first (a rebalance race): its
@@ -327,23 +327,22 @@ class BatchProcessor:
     def _run_transactional(self, chain: Handler, event: Event, ctx: Context) -> None:
         with self.store.transaction(self.service) as tx:
             ctx.tx = tx
-            bindings: list[EventBinding] = []
+            outputs = chain(event, ctx)
             event_ids: list[str] = []
-            records = self._encode_outputs(chain(event, ctx), ctx, bindings, event_ids)
+            records = self._encode_outputs(outputs, ctx, event_ids)
             tx.record(ctx.event_id, [
                 OutboxRecord(topic=r.topic, key=r.key, value=r.value, headers=r.headers, event_id=event_id)
                 for r, event_id in zip(records, event_ids, strict=True)
             ])
         self.producer.produce_all(records)
-        self._count_produced(bindings)
+        self._count_produced(outputs)
         self._outbox_sent.append(ctx.event_id)
 
-    def _encode_outputs(self, outputs: list[Event], ctx: Context, bindings: list[EventBinding],
+    def _encode_outputs(self, outputs: list[Event], ctx: Context,
                         event_ids: list[str] | None = None) -> list[OutgoingRecord]:
         """Envelope and encode every emitted event (all before any is produced: all or nothing).
 
-        Appends each record's binding to ``bindings`` (counted as produced once queued) and its
-        ``ce_id`` to ``event_ids`` if given (the outbox keeps them).
+        Appends each record's ``ce_id`` to ``event_ids`` if given (the outbox keeps them).
         """
         records: list[OutgoingRecord] = []
         if not outputs:
@@ -359,15 +358,15 @@ class BatchProcessor:
             value = encode(binding, output)
             records.append(OutgoingRecord(binding.topic, key.encode(), value,
                                           output_headers(shared, event_id, binding.type_bytes, key)))
-            bindings.append(binding)
             if event_ids is not None:
                 event_ids.append(event_id)
         return records
 
-    def _count_produced(self, bindings: list[EventBinding]) -> None:
+    def _count_produced(self, outputs: list[Event]) -> None:
+        """Count queued outputs per event class (labelled by their binding once per batch)."""
         produced = self._produced
-        for binding in bindings:  # not Counter.update: its Mapping check costs more than the loop
-            produced[binding] += 1
+        for output in outputs:  # not Counter.update: its Mapping check costs more than the loop
+            produced[type(output)] += 1
 
     def _resend_outbox(self, event_id: str, records: list[OutboxRecord]) -> None:
         for record in records:
