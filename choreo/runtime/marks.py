@@ -36,6 +36,7 @@ from confluent_kafka import TopicPartition
 
 from choreo.errors import ChoreoError, ConfigError, InfrastructureError
 from choreo.idempotency import IdempotencyStore
+from choreo.runtime.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class MarkWriter:
 
     def _write(self, store: IdempotencyStore, event_ids: list[str]) -> bool:
         """Mark ``event_ids`` (and expire old marks), retrying until it works or the writer closes."""
-        backoff_s = 0.2
+        backoff = Backoff()
         while True:
             try:
                 if event_ids:
@@ -199,5 +200,4 @@ class MarkWriter:
                     log.error("giving up on marks service=%s error=%s", self.service, exc)
                     return False
                 log.error("writing marks failed, retrying service=%s error=%s", self.service, exc)
-                time.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
+                backoff.sleep()

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,23 +35,13 @@ from choreo.retry.alerts import LogAlert, WebhookAlert
 from choreo.retry.headers import now_ms
 from choreo.retry.router import RetryRouter
 from choreo.runtime.acks import FlushFailed
+from choreo.runtime.backoff import Backoff
 from choreo.runtime.batch import BatchOutcome, BatchProcessor, Pause
 from choreo.runtime.failures import FailurePolicy
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
 
 log = logging.getLogger(__name__)
-
-
-class _Backoff:
-    """Exponential pause between attempts: 0.2 s doubling up to 5 s."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.2
-
-    def sleep(self) -> None:
-        time.sleep(self.seconds)
-        self.seconds = min(self.seconds * 2, 5.0)
 
 
 def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[str, Any]:
@@ -173,7 +162,7 @@ class Worker:
         An infrastructure failure while processing re-runs that batch after a backoff; a failed flush
         re-runs every batch it covered, oldest first, before any later one.
         """
-        backoff = _Backoff()
+        backoff = Backoff()
         while pending:
             messages = pending[0]
             try:
@@ -192,7 +181,7 @@ class Worker:
 
     def _settle(self, consumer: Consumer, processor: BatchProcessor) -> list[Sequence[Any]]:
         """Settle the unacknowledged batches; returns the batches to handle again if the flush failed."""
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             try:
                 outcomes = processor.settle(give_up=self._stop)
@@ -206,7 +195,7 @@ class Worker:
                 self._count(outcome)
             return []
 
-    def _retry_later(self, exc: Exception, backoff: _Backoff) -> None:
+    def _retry_later(self, exc: Exception, backoff: Backoff) -> None:
         if self._stop.is_set() or getattr(exc, "fatal", False):
             raise exc  # a fatal producer error needs a new process: exit, the supervisor restarts us
         log.error("batch failed, will re-run it service=%s error=%s", self.bound.name, exc)
@@ -280,15 +269,21 @@ class Worker:
                  [(p.topic, p.partition) for p in partitions])
         processor = self._processor
         if processor is not None:
-            try:
-                for outcome in processor.settle():
-                    self._count(outcome)
-            except Exception as exc:  # noqa: BLE001 - with the eager (range) assignor every partition is
-                # revoked at once, so an unsettled batch's records are re-read by whoever gets them next.
-                log.error("revoked with unsettled batches service=%s error=%s", self.bound.name, exc)
+            # With the eager (range) assignor every partition is revoked at once, so an unsettled
+            # batch's records are re-read by whoever gets them next.
+            self._settle_last(processor, "revoked")
             self._store_offsets(consumer, processor.marks.drain(self.shutdown_timeout_s))
         self._commit(consumer)
         self._assigned.difference_update((p.topic, p.partition) for p in partitions)
+
+    def _settle_last(self, processor: BatchProcessor, moment: str) -> None:
+        """Settle once, without retrying: a batch left unsettled keeps its offsets unstored and is
+        redelivered to whoever reads its partitions next."""
+        try:
+            for outcome in processor.settle():
+                self._count(outcome)
+        except Exception as exc:  # noqa: BLE001 - logged; nothing of those batches is recorded
+            log.error("%s with unsettled batches service=%s error=%s", moment, self.bound.name, exc)
 
     def _commit(self, consumer: Consumer) -> None:
         try:
@@ -300,11 +295,7 @@ class Worker:
     def _shutdown(self, consumer: Consumer | None, processor: BatchProcessor | None,
                   store: IdempotencyStore) -> None:
         if processor is not None:
-            try:
-                for outcome in processor.settle():  # acks first, then marks (close() would too, uncounted)
-                    self._count(outcome)
-            except Exception as exc:  # noqa: BLE001 - their offsets stay unstored: redelivered
-                log.error("stopping with unsettled batches service=%s error=%s", self.bound.name, exc)
+            self._settle_last(processor, "stopping")  # counted here; close() would settle uncounted
             durable = processor.close(self.shutdown_timeout_s)
             processor.producer.close(self.shutdown_timeout_s)
             if consumer is not None:
