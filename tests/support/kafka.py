@@ -9,6 +9,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
+from choreo.config import Settings
+from choreo.kafka.admin import partition_count
+from choreo.retry.dlq import read_to_end
+from choreo.testing.processes import wait_until
+
 
 def read_topic(kafka_config: dict[str, Any], topic: str, *, until: Callable[[list[Message]], bool],
                timeout_s: float = 60.0) -> list[Message]:
@@ -21,10 +26,16 @@ def read_topic(kafka_config: dict[str, Any], topic: str, *, until: Callable[[lis
     consumer = Consumer({**kafka_config, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "fetch.wait.max.ms": 10})
     deadline = time.monotonic() + timeout_s
-    partitions = _partitions_when_created(consumer, topic, deadline)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     messages: list[Message] = []
     try:
+        partitions: list[int] = []
+
+        def created() -> bool:
+            partitions[:] = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            return bool(partitions)
+
+        wait_until(created, timeout_s, interval_s=0.1, message=f"topic {topic} created")
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while not until(messages):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"read {len(messages)} records from {topic}; condition not met")
@@ -36,15 +47,9 @@ def read_topic(kafka_config: dict[str, Any], topic: str, *, until: Callable[[lis
     return messages
 
 
-def _partitions_when_created(consumer: Consumer, topic: str, deadline: float) -> list[int]:
-    while True:
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        if partitions:
-            return partitions
-        if time.monotonic() > deadline:
-            consumer.close()
-            raise TimeoutError(f"topic {topic} was never created")
-        time.sleep(0.1)
+def read_all(settings: Settings, topic: str) -> list[Message]:
+    """Everything in ``topic`` right now (EOF on every partition), duplicates included."""
+    return read_to_end(settings, topic, partition_count(settings.librdkafka(), topic))
 
 
 def count_at_least(n: int) -> Callable[[list[Message]], bool]:

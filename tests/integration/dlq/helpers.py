@@ -9,12 +9,12 @@ from confluent_kafka import Message
 
 from choreo import Context, PermanentError, Service
 from choreo.config import Settings
-from choreo.kafka.admin import partition_count
 from choreo.retry import RetryPolicy
-from choreo.retry.dlq import DeadLetter, read_dead_letters, read_to_end
+from choreo.retry.dlq import DeadLetter, read_dead_letters
 from choreo.testing.processes import wait_until
 from tests.integration.runtime.conftest import EchoEnv
 from tests.support.echo import Ping, Pong
+from tests.support.kafka import read_all
 
 # One quick retry: a plain exception is dead-lettered as retries-exhausted after ~0.1 s.
 QUICK = RetryPolicy(delays=(0.1,), jitter=0.0)
@@ -57,11 +57,6 @@ def wait_dead_letters(settings: Settings, service: str, count: int,
     return found
 
 
-def read_all(env: EchoEnv, topic: str) -> list[Message]:
-    """Everything in ``topic`` right now (EOF on every partition)."""
-    return read_to_end(env.settings, topic, partition_count(env.kafka_config, topic))
-
-
 def causations(messages: list[Message]) -> list[str]:
     return [dict(m.headers() or [])["causation-id"].decode() for m in messages]
 
@@ -70,7 +65,7 @@ def wait_outputs(env: EchoEnv, count: int, timeout_s: float = 30) -> list[Messag
     found: list[Message] = []
 
     def enough() -> bool:
-        found[:] = read_all(env, env.out_topic)
+        found[:] = read_all(env.settings, env.out_topic)
         return len(found) >= count
 
     wait_until(enough, timeout_s, interval_s=0.2, message=f"{count} outputs on {env.out_topic}")

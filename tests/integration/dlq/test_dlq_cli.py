@@ -12,10 +12,10 @@ from choreo.cli.main import app
 from choreo.kafka.embedded import free_port
 from choreo.retry.dlq import DeadLetterFilter, read_dead_letters
 from choreo.retry.replay import ReplayOptions, plan_replay, read_history
-from tests.integration.dlq.helpers import Breakable, causations, read_all, wait_dead_letters, wait_outputs
+from tests.integration.dlq.helpers import Breakable, causations, wait_dead_letters, wait_outputs
 from tests.integration.runtime.conftest import EchoEnv, running
 from tests.support.echo import Ping
-from tests.support.kafka import produce_raw
+from tests.support.kafka import produce_raw, read_all
 
 
 @pytest.fixture
@@ -94,10 +94,10 @@ def test_list_show_filter_replay_and_history_from_the_command_line(echo_env: Ech
                                                                               until="2999-01-01") == keys()
         assert len(keys(limit=2)) == 2
 
-        retry_records = len(read_all(echo_env, f"{name}.retry.1"))
+        retry_records = len(read_all(echo_env.settings, f"{name}.retry.1"))
         dry = cli("replay", name, "--error-type", "ValueError", "--dry-run")
         assert dry.exit_code == 0, dry.output
-        assert len(read_all(echo_env, f"{name}.retry.1")) == retry_records  # nothing sent
+        assert len(read_all(echo_env.settings, f"{name}.retry.1")) == retry_records  # nothing sent
         assert "would replay 2 dead letters" in dry.output and "flaky-0" in dry.output
         assert "perm-0" not in dry.output
 

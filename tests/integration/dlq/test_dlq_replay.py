@@ -10,9 +10,10 @@ import pytest
 from choreo.retry.dlq import DeadLetterFilter
 from choreo.retry.replay import ReplayOptions, read_history, replay
 from choreo.testing.processes import wait_until
-from tests.integration.dlq.helpers import Breakable, causations, read_all, wait_dead_letters, wait_outputs
+from tests.integration.dlq.helpers import Breakable, causations, wait_dead_letters, wait_outputs
 from tests.integration.runtime.conftest import EchoEnv, running
 from tests.support.echo import Ping
+from tests.support.kafka import read_all
 
 
 def test_replay_handles_every_dead_letter_once_and_reruns_add_nothing(echo_env: EchoEnv, unique) -> None:
@@ -47,9 +48,9 @@ def test_replay_handles_every_dead_letter_once_and_reruns_add_nothing(echo_env: 
         wait_until(lambda: worker.duplicates >= duplicates_before + 20, 30, message="20 duplicates skipped")
         with echo_env.publisher() as publisher:
             sentinel = publisher.publish(Ping(key="sentinel", seq=99)).event_id
-        wait_until(lambda: sentinel in causations(read_all(echo_env, echo_env.out_topic)), 30,
+        wait_until(lambda: sentinel in causations(read_all(echo_env.settings, echo_env.out_topic)), 30,
                    message="the sentinel's output")
-        assert sorted(causations(read_all(echo_env, echo_env.out_topic))) == sorted(inputs | {sentinel})
+        assert sorted(causations(read_all(echo_env.settings, echo_env.out_topic))) == sorted(inputs | {sentinel})
 
     runs = read_history(settings, service.name)
     assert [(r.replayed, r.outcome, r.options["again"]) for r in runs] == [

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,12 @@ def _offsets(n: int) -> list[TopicPartition]:
 
 def _wait_completed(writer: MarkWriter, batches: int, timeout_s: float = 10.0) -> list[list[TopicPartition]]:
     done: list[list[TopicPartition]] = []
-    deadline = time.monotonic() + timeout_s
-    while len(done) < batches and time.monotonic() < deadline:
-        done += writer.completed()
-        time.sleep(0.01)
+
+    def all_done() -> bool:
+        done.extend(writer.completed())
+        return len(done) >= batches
+
+    wait_until(all_done, timeout_s, interval_s=0.01, message=f"{batches} batches with durable marks")
     return done
 
 
@@ -132,12 +135,14 @@ def test_closing_on_a_dead_store_gives_up_and_keeps_the_offsets_unstored(tmp_pat
     assert SQLiteStore(locked.path, service=service).seen(service, ["a", "b"]) == set()
 
 
-def test_reopen_gives_an_independent_connection_to_the_same_store(store: IdempotencyStore, service: str) -> None:
+def test_reopen_gives_an_independent_connection_to_the_same_store(make_store: Callable[..., IdempotencyStore],
+                                                                  service: str) -> None:
+    store = make_store(service, retention=timedelta(days=3))  # not the default: reopen must carry it over
     other = store.reopen()
     try:
         other.mark_processed(service, ["x"])
         assert store.seen(service, ["x"]) == {"x"}
-        assert other.retention == store.retention  # type: ignore[attr-defined]
+        assert other.retention == timedelta(days=3)  # type: ignore[attr-defined]
     finally:
         other.close()
 

@@ -17,7 +17,7 @@ from choreo.retry import RetryPolicy
 from choreo.testing.processes import wait_until
 from tests.integration.runtime.conftest import EchoEnv, running
 from tests.support.echo import Ping, Pong
-from tests.support.kafka import headers_of, read_topic
+from tests.support.kafka import headers_of, read_all, read_topic
 
 TOTAL = 400
 STALL_S = 4.0  # how long the fault lasts: a duration we inject, not a wait for a condition
@@ -32,12 +32,16 @@ def _stall(broker: EmbeddedBroker) -> None:
         broker.resume()
 
 
-def _output_ids_by_cause(env: EchoEnv, causes: int) -> dict[str, set[str]]:
-    """Output ``ce_id``s per input id, read until every one of ``causes`` inputs has an output."""
-    outputs = read_topic(env.kafka_config, env.out_topic, timeout_s=120,
-                         until=lambda ms: len({headers_of(m)["causation-id"] for m in ms}) >= causes)
+def _wait_answered(env: EchoEnv, causes: int) -> None:
+    """Until every one of ``causes`` inputs has an output (the service is still running)."""
+    read_topic(env.kafka_config, env.out_topic, timeout_s=120,
+               until=lambda ms: len({headers_of(m)["causation-id"] for m in ms}) >= causes)
+
+
+def _output_ids_by_cause(env: EchoEnv) -> dict[str, set[str]]:
+    """Output ``ce_id``s per input id, over everything in the output topic (read once the service stopped)."""
     ids_by_cause: dict[str, set[str]] = defaultdict(set)
-    for message in outputs:
+    for message in read_all(env.settings, env.out_topic):
         ids_by_cause[headers_of(message)["causation-id"]].add(headers_of(message)["ce_id"])
     return ids_by_cause
 
@@ -60,7 +64,8 @@ def test_broker_stall_during_retries_loses_nothing(echo_env: EchoEnv, unique,
     with running(service, echo_env) as worker:
         wait_until(lambda: worker.batches > 0, 30, message="first batch routed to retry")
         _stall(kafka_broker)
-        ids_by_cause = _output_ids_by_cause(echo_env, len(inputs))
+        _wait_answered(echo_env, len(inputs))
+    ids_by_cause = _output_ids_by_cause(echo_env)
     assert set(ids_by_cause) == inputs
     assert all(len(ids) == 1 for ids in ids_by_cause.values())  # nothing answered twice with new ids
 
@@ -90,7 +95,8 @@ def test_outputs_that_time_out_in_a_stall_are_handled_again(echo_env: EchoEnv, u
     with running(service, env, batch_size=100) as worker:
         wait_until(lambda: worker.handled > 200, 60, message="the stream under way")
         _stall(kafka_broker)
-        ids_by_cause = _output_ids_by_cause(echo_env, len(inputs))
+        _wait_answered(echo_env, len(inputs))
+    ids_by_cause = _output_ids_by_cause(echo_env)
     assert set(ids_by_cause) == inputs
     assert all(len(ids) == 1 for ids in ids_by_cause.values())  # nothing answered twice with new ids
     assert any("must be handled again" in r.getMessage() for r in caplog.records), "no flush failed: no fault"

@@ -13,13 +13,13 @@ from tests.integration.runtime.conftest import EchoEnv
 from tests.support.echo import make_echo_service
 
 
-def test_offsets_of_partitions_no_longer_assigned_are_not_stored(echo_env: EchoEnv,
-                                                                unique: Callable[[str], str]) -> None:
+def test_offsets_of_partitions_no_longer_assigned_are_not_stored(echo_env: EchoEnv, unique: Callable[[str], str],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     worker = Worker(make_echo_service(unique("echo")).bind(echo_env.catalog), echo_env.settings)
     consumer = Consumer({**echo_env.kafka_config, "group.id": unique("g"), "enable.auto.offset.store": False})
     try:
-        ours = TopicPartition(echo_env.in_topic, 0)
-        consumer.assign([ours])
+        # The consumer still holds partition 1, so only the worker's own bookkeeping keeps it out.
+        consumer.assign([TopicPartition(echo_env.in_topic, 0), TopicPartition(echo_env.in_topic, 1)])
         worker._assigned = {(echo_env.in_topic, 0)}
         gone = TopicPartition(echo_env.in_topic, 1, 5)  # revoked while its marks were being written
         worker._store_offsets(consumer, [[gone], [TopicPartition(echo_env.in_topic, 0, 7)]])
@@ -29,8 +29,10 @@ def test_offsets_of_partitions_no_longer_assigned_are_not_stored(echo_env: EchoE
         assert [tp.offset for tp in committed][0] == 7
         assert committed[1].offset < 0  # nothing stored for the partition that is not ours
 
+        assert "storing offsets failed" not in caplog.text
         worker._assigned = {(echo_env.in_topic, 2)}  # believed ours, but the consumer does not have it
         worker._store_offsets(consumer, [[TopicPartition(echo_env.in_topic, 2, 3)]])  # logged, not raised
+        assert "storing offsets failed" in caplog.text
     finally:
         consumer.close()
 

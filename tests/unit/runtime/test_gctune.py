@@ -13,6 +13,7 @@ from choreo.runtime.gctune import tune_gc
 @pytest.fixture
 def gc_state() -> Iterator[None]:
     thresholds = gc.get_threshold()
+    gc.unfreeze()  # each test starts with nothing frozen
     yield
     gc.unfreeze()
     gc.set_threshold(*thresholds)
