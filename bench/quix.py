@@ -6,11 +6,9 @@ project venv: ``python3.11 -m venv .venv-quix && .venv-quix/bin/pip install quix
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from bench.runner import ROOT, run_in_process
 from bench.throughput import Result
 
-ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv-quix" / "bin" / "python"
 APP = ROOT / "bench" / "quix_app.py"
 
@@ -24,8 +22,6 @@ def quix_throughput(bootstrap: str, registry_url: str, in_topic: str, out_topic:
     if not PYTHON.exists():
         print(f"Quix Streams: not measured ({PYTHON.relative_to(ROOT)} missing; see bench/quix.py)")
         return None
-    from bench.runner import run_in_process  # imports bench.throughput, which imports this lazily
-
     figures = run_in_process([str(PYTHON), str(APP), "--bootstrap", bootstrap, "--registry", registry_url,
                               "--in-topic", in_topic, "--out-topic", out_topic, "--count", str(count)])
     return Result("Quix Streams app", int(figures["events"]), float(figures["seconds"]),

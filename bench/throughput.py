@@ -42,7 +42,7 @@ from choreo.service import Service
 from tests.support.echo import PING_SCHEMA, PONG_SCHEMA, Ping, Pong, write_schemas
 
 BATCH = 1000
-BATCH_WAIT_S = 0.01  # the Worker's default: the raw loops wait for a batch exactly as long
+BATCH_WAIT_S = 0.01  # the Worker's default; every runner waits for a batch exactly as long
 
 
 @dataclass
@@ -74,13 +74,13 @@ def make_topics(settings: Settings, prefix: str) -> tuple[str, str, SchemaCatalo
     return in_topic, out_topic, SchemaCatalog.load(settings.schemas_dir)
 
 
-def _prepare(settings: Settings, count: int) -> tuple[str, str, SchemaCatalog]:
+def _prepare(settings: Settings, count: int) -> tuple[str, str]:
     """make_topics, then ``count`` Pings produced into the input topic."""
-    in_topic, out_topic, catalog = make_topics(settings, "bench")
+    in_topic, out_topic, _ = make_topics(settings, "bench")
     with Publisher.from_settings(settings, source="bench", **{"linger.ms": 20}) as publisher:
         for i in range(count):
             publisher.publish(Ping(key=f"k{i % 1000}", seq=i))
-    return in_topic, out_topic, catalog
+    return in_topic, out_topic
 
 
 class _FastavroSerde:
@@ -177,7 +177,7 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
             marks["end"], marks["cpu_end"] = time.perf_counter(), time.process_time()
             finished.set()
 
-    worker = Worker(service.bind(catalog), settings, batch_size=BATCH, on_batch=on_batch)
+    worker = Worker(service.bind(catalog), settings, batch_size=BATCH, batch_wait_s=BATCH_WAIT_S, on_batch=on_batch)
     tune_gc(settings.gc_threshold)  # as `choreo run` does before its worker starts (bench.runner: own process)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -203,7 +203,7 @@ def throughput(bootstrap: str, registry_url: str, count: int, rounds: int = 2) -
     order = os.environ.get("BENCH_ORDER", ",".join(RUNNERS * rounds)).split(",")
     for run, runner in enumerate(order):
         settings = settings.model_copy(update={"schemas_dir": workdir / f"schemas-{run}"})
-        in_topic, out_topic, _ = _prepare(settings, count)
+        in_topic, out_topic = _prepare(settings, count)
         if runner == "quix":
             from bench.quix import quix_throughput  # imports this module: import it late
 
