@@ -6,7 +6,8 @@ starts a collection every few dozen records, and the older-generation passes wal
 process holds: imported modules, pydantic's validators and schemas, the service's classes. Nothing
 on the hot path builds reference cycles, so those passes find nothing. Freezing what exists when
 ``choreo run`` starts moves it out of the collector's sight for good, and a higher threshold collects
-less often: ``make bench`` measured +10–20% events/s and ~10% less CPU per event. (The Kafka clients
+less often: an interleaved A/B of the bench's choreo run measured +10–20% events/s and ~10%
+less CPU per event. (The Kafka clients
 and the store are built later, by the worker; they stay tracked.)
 
 Process-wide: ``choreo run`` applies it once before the worker starts. A program embedding a
