@@ -42,8 +42,8 @@ from fastavro import parse_schema, schemaless_reader
 from bench.throughput import make_topics, run_choreo, run_raw
 from choreo.config import Settings
 from choreo.kafka.producer import ReliableProducer
+from choreo.kafka.reading import read_to_end
 from choreo.publisher import Publisher
-from choreo.retry.dlq import read_to_end
 from choreo.serde.avro import AvroEventSerde
 from tests.support.echo import PONG_SCHEMA, Ping
 

@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from choreo.errors import InfrastructureError
+from choreo.errors import ConfigError, InfrastructureError
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,24 @@ def ensure_topics(
     return EnsureResult(created=sorted(created), existing=existing)
 
 
-def partition_count(client_config: Mapping[str, Any], topic: str, timeout_s: float = 10.0) -> int:
-    """Number of partitions of ``topic``; InfrastructureError if it does not exist."""
-    metadata = AdminClient(dict(client_config)).list_topics(topic, timeout=timeout_s)
+def partition_count(client_config: Mapping[str, Any], topic: str, timeout_s: float = 10.0) -> int | None:
+    """Number of partitions of ``topic``, None if it does not exist.
+
+    Lists all topics rather than asking for ``topic``: a metadata request naming a topic can create it on
+    brokers that auto-create topics, and asking must never create. ConfigError if librdkafka refuses
+    ``client_config``; InfrastructureError if the broker does not answer within ``timeout_s``.
+    librdkafka's own log is off unless ``client_config`` sets ``log_level``: the raised error says it all.
+    """
+    try:
+        admin = AdminClient({"log_level": 0, **client_config})
+    except KafkaException as exc:
+        raise ConfigError(f"invalid Kafka client settings: {exc}") from exc
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise InfrastructureError(
+            f"cannot reach the broker at {client_config.get('bootstrap.servers')}: {exc}") from exc
     info = metadata.topics.get(topic)
     if info is None or info.error is not None:
-        raise InfrastructureError(f"topic {topic!r} does not exist")
+        return None
     return len(info.partitions)

@@ -49,6 +49,8 @@ class KafkaSchemaLog:
                          config={"cleanup.policy": "compact"})
         ensure_topics(config, [spec], timeout_s=self.timeout_s)
         partitions = partition_count(config, self.topic, timeout_s=self.timeout_s)
+        if partitions is None:  # deleted between creating and counting it
+            raise InfrastructureError(f"topic {self.topic!r} does not exist")
         if partitions != 1:
             # Versions and ids are assigned in log order, which only one partition has.
             raise ConfigError(f"registry topic {self.topic!r} has {partitions} partitions; it must have 1")

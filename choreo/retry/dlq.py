@@ -2,8 +2,7 @@
 
 A dead letter is the failed record unchanged (key, value, CloudEvents headers) plus the ``dlq-*`` and
 ``retry-original-*`` headers of SPEC §3. Reading never commits offsets and joins no group: the topic is
-read from the beginning of every partition with ``assign()`` until each partition reports EOF, which is
-the high watermark fetch responses carry (ListOffsets is wrong on Tansu, SPEC §1).
+read from the beginning of every partition up to EOF with :func:`choreo.kafka.reading.read_to_end`.
 """
 
 from __future__ import annotations
@@ -11,16 +10,13 @@ from __future__ import annotations
 import heapq
 import logging
 import re
-import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Message
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -28,7 +24,9 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from choreo.config import Settings
 from choreo.envelope import CE_ID, CE_TYPE, CORRELATION_ID
-from choreo.errors import ConfigError, InfrastructureError
+from choreo.errors import ConfigError
+from choreo.kafka.admin import partition_count
+from choreo.kafka.reading import read_to_end
 from choreo.retry import headers as h
 from choreo.serde.avro import MAGIC_BYTE, is_transport_error
 
@@ -228,67 +226,6 @@ class DeadLetterFilter:
 
 # -- reading --------------------------------------------------------------------------------------
 
-def partition_count(settings: Settings, topic: str, timeout_s: float = 10.0) -> int | None:
-    """Partitions of ``topic``, None if it does not exist (listing all topics never auto-creates one)."""
-    try:
-        admin = AdminClient(settings.librdkafka({"log_level": 0}))  # the one-line error below says it all
-    except KafkaException as exc:
-        raise ConfigError(f"invalid Kafka client settings: {exc}") from exc
-    try:
-        metadata = admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise InfrastructureError(f"cannot reach the broker at {settings.bootstrap_servers}: {exc}") from exc
-    info = metadata.topics.get(topic)
-    if info is None or info.error is not None:
-        return None
-    return len(info.partitions)
-
-
-def read_to_end(settings: Settings, topic: str, partitions: int, *, idle_timeout_s: float = 30.0) -> list[Message]:
-    """Every record of ``topic`` from the beginning, in offset order per partition.
-
-    Ends when every partition has reported EOF (at the high watermark of its last fetch). No group is
-    joined and nothing is committed. InfrastructureError if no progress is made for ``idle_timeout_s``.
-    """
-    try:
-        consumer = Consumer(settings.librdkafka(
-            {"fetch.wait.max.ms": settings.fetch_wait_max_ms},
-            **{"group.id": f"choreo-dlq-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-               "enable.partition.eof": True, "auto.offset.reset": "earliest"}))
-    except KafkaException as exc:
-        raise ConfigError(f"invalid Kafka client settings: {exc}") from exc
-    try:
-        # Leaders known before assign(): otherwise librdkafka retries the BEGINNING look-up after 500 ms.
-        consumer.list_topics(topic, timeout=10)
-    except KafkaException as exc:
-        consumer.close()
-        raise InfrastructureError(f"cannot read {topic}: {exc}") from exc
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    messages: list[Message] = []
-    at_end: set[int] = set()
-    deadline = time.monotonic() + idle_timeout_s
-    try:
-        while len(at_end) < partitions:
-            batch = consumer.consume(1000, 0.05)  # returns after the timeout unless 1000 arrive: keep it short
-            if batch:
-                deadline = time.monotonic() + idle_timeout_s
-            elif time.monotonic() > deadline:
-                raise InfrastructureError(f"reading {topic}: no progress for {idle_timeout_s:.0f}s "
-                                          f"({len(at_end)}/{partitions} partitions read to the end)")
-            for message in batch:
-                error = message.error()
-                if error is None:
-                    messages.append(message)
-                    at_end.discard(message.partition())
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition())
-                else:
-                    log.warning("reading %s: %s", topic, error)
-    finally:
-        consumer.close()
-    return messages
-
-
 def read_dead_letters(settings: Settings, service: str) -> list[DeadLetter]:
     """Every dead letter of ``service``, oldest first.
 
@@ -296,7 +233,7 @@ def read_dead_letters(settings: Settings, service: str) -> list[DeadLetter]:
     letters (one partition) stay in the order they failed. ConfigError if ``<service>.dlq`` does not exist.
     """
     topic = h.dlq_topic(service)
-    partitions = partition_count(settings, topic)
+    partitions = partition_count(settings.librdkafka(), topic)
     if partitions is None:
         raise ConfigError(f"no dead letters for {service} (topic {topic} does not exist)")
     by_partition: dict[int, list[DeadLetter]] = {}

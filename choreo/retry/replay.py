@@ -31,10 +31,11 @@ from confluent_kafka import KafkaException
 
 from choreo.config import Settings
 from choreo.errors import ChoreoError, ConfigError
-from choreo.kafka.admin import TopicSpec, ensure_topics
+from choreo.kafka.admin import TopicSpec, ensure_topics, partition_count
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
+from choreo.kafka.reading import read_to_end
 from choreo.retry import headers as h
-from choreo.retry.dlq import DeadLetter, DeadLetterFilter, partition_count, read_dead_letters, read_to_end
+from choreo.retry.dlq import DeadLetter, DeadLetterFilter, read_dead_letters
 
 SkipReason = Literal["already-replayed", "poison", "max-replays"]
 FLUSH_EVERY = 1000  # records acknowledged per chunk: a failed run still knows what it replayed
@@ -200,7 +201,7 @@ class ReplayRun:
 def read_history(settings: Settings, service: str) -> list[ReplayRun]:
     """Every recorded run of ``service``, oldest first ([] before the first run). Unreadable records are skipped."""
     topic = history_topic(service)
-    partitions = partition_count(settings, topic)
+    partitions = partition_count(settings.librdkafka(), topic)
     if partitions is None:
         return []
     runs = []
@@ -266,7 +267,7 @@ def replay(settings: Settings, service: str, flt: DeadLetterFilter | None = None
     dead_letters = read_dead_letters(settings, service)
     plan = plan_replay(dead_letters, flt, options, replayed_positions(read_history(settings, service)))
     target = h.retry_topic(service, 1)
-    if not options.dry_run and plan.selected and partition_count(settings, target) is None:
+    if not options.dry_run and plan.selected and partition_count(settings.librdkafka(), target) is None:
         raise ConfigError(f"cannot replay: {target} does not exist ({service} has no retry topic; "
                           f"start the service once, and give it a retry policy with at least one retry)")
     if on_plan is not None:

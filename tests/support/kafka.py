@@ -10,8 +10,9 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from choreo.config import Settings
+from choreo.errors import InfrastructureError
 from choreo.kafka.admin import partition_count
-from choreo.retry.dlq import read_to_end
+from choreo.kafka.reading import read_to_end
 from choreo.testing.processes import wait_until
 
 
@@ -48,8 +49,13 @@ def read_topic(kafka_config: dict[str, Any], topic: str, *, until: Callable[[lis
 
 
 def read_all(settings: Settings, topic: str) -> list[Message]:
-    """Everything in ``topic`` right now (EOF on every partition), duplicates included."""
-    return read_to_end(settings, topic, partition_count(settings.librdkafka(), topic))
+    """Everything in ``topic`` right now (EOF on every partition), duplicates included.
+
+    InfrastructureError if ``topic`` does not exist."""
+    partitions = partition_count(settings.librdkafka(), topic)
+    if partitions is None:
+        raise InfrastructureError(f"topic {topic!r} does not exist")
+    return read_to_end(settings, topic, partitions)
 
 
 def count_at_least(n: int) -> Callable[[list[Message]], bool]:
