@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SERVICE ?=
 ARGS ?=
 
-.PHONY: install dev test run register-schemas replay-dlq graph bench bench-quix-env lint clean
+.PHONY: install dev test run register-schemas replay-dlq graph bench bench-quix-env bench-faststream-env bench-faust-env lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "choreo needs Python 3.11+"'
@@ -44,6 +44,16 @@ bench: $(STAMP)
 bench-quix-env:
 	test -x .venv-quix/bin/python || $(PYTHON) -m venv .venv-quix
 	.venv-quix/bin/pip install -q quixstreams
+
+# FastStream and faust-streaming, the same way (bench/frameworks.py). Both use aiokafka, which needs its lz4
+# extra to read the bench's compressed input; confluent-kafka's extras bring its registry Avro serde.
+bench-faststream-env:
+	test -x .venv-faststream/bin/python || $(PYTHON) -m venv .venv-faststream
+	.venv-faststream/bin/pip install -q 'faststream[kafka]' 'aiokafka[lz4]' 'confluent-kafka[avro,schemaregistry]'
+
+bench-faust-env:
+	test -x .venv-faust/bin/python || $(PYTHON) -m venv .venv-faust
+	.venv-faust/bin/pip install -q faust-streaming 'aiokafka[lz4]' 'confluent-kafka[avro,schemaregistry]'
 
 lint: $(STAMP)
 	$(BIN)/ruff check choreo services tests

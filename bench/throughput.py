@@ -195,12 +195,14 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
     return Result("choreo service", int(last - first), end - start, cpu_end - cpu_start)
 
 
-RUNNERS = ("official", "fastavro", "choreo", "quix")  # quix runs only if .venv-quix exists (bench/quix.py)
+# The frameworks' apps run only if their venvs exist (bench/frameworks.py).
+RUNNERS = ("official", "fastavro", "choreo", "quix", "faststream", "faust")
 
 
 def throughput(bootstrap: str, registry_url: str, count: int, rounds: int = 2) -> list[Result]:
     """Each runner ``rounds`` times, interleaved (so warm-up and noise hit every runner alike), each run
-    in a fresh process (``bench.runner``; Quix in its own venv), with its input produced beforehand."""
+    in a fresh process (``bench.runner``; the other frameworks in their own venvs: ``bench.frameworks``),
+    with its input produced beforehand."""
     workdir = Path(tempfile.mkdtemp(prefix="choreo-bench-"))
     settings = Settings(bootstrap_servers=bootstrap, schema_registry_url=registry_url,
                         schemas_dir=workdir / "schemas", state_dir=workdir / "state")
@@ -209,12 +211,12 @@ def throughput(bootstrap: str, registry_url: str, count: int, rounds: int = 2) -
     for run, runner in enumerate(order):
         settings = settings.model_copy(update={"schemas_dir": workdir / f"schemas-{run}"})
         in_topic, out_topic = _prepare(settings, count)
-        if runner == "quix":
-            from bench.quix import quix_throughput  # imports this module: import it late
+        if runner in ("quix", "faststream", "faust"):
+            from bench.frameworks import framework_throughput  # imports this module: import it late
 
-            quix = quix_throughput(bootstrap, registry_url, in_topic, out_topic, count)
-            if quix is not None:
-                results.append(quix)
+            framework = framework_throughput(runner, bootstrap, registry_url, in_topic, out_topic, count)
+            if framework is not None:
+                results.append(framework)
         else:
             from bench.runner import measure  # imports this module: import it late
 
