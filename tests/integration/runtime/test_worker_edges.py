@@ -1,4 +1,5 @@
-"""Worker edge cases with real clients: offsets of partitions no longer ours, a start that fails half way."""
+"""Worker edge cases with real clients: offsets of partitions no longer ours, a start that fails half way, a
+failed settle between batches."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from choreo.errors import ProduceError
+from choreo.idempotency import open_store
+from choreo.kafka.producer import ReliableProducer
 from choreo.runtime.worker import Worker
-from tests.integration.runtime.conftest import EchoEnv
-from tests.support.echo import make_echo_service
+from choreo.testing.processes import wait_until
+from tests.integration.runtime.conftest import EchoEnv, running
+from tests.support.echo import Ping, make_echo_service
 
 
 def test_offsets_of_partitions_no_longer_assigned_are_not_stored(echo_env: EchoEnv, unique: Callable[[str], str],
@@ -48,3 +53,37 @@ def test_a_worker_that_fails_to_start_leaves_no_thread_behind(echo_env: EchoEnv,
         worker.run()
     # run() closed what it built: the mark writer's thread was joined before run() returned.
     assert not [t for t in threading.enumerate() if t.name == f"choreo-marks-{name}"]
+
+
+def test_a_lost_acknowledgement_outside_a_batch_re_runs_the_batches_it_covered(
+        echo_env: EchoEnv, unique: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches that are not due yet are settled later by the loop (once idle, or once their outputs are
+    acknowledged); if that flush fails, every batch it covered is handled again, never dropped.
+
+    Fault injection: the worker's first flush with batches to settle reports a failure although the
+    broker took the records (a lost acknowledgement), as a delivery timeout in a broker outage would.
+    Batches of 5 records: 20 events make 4 full batches, none due, all settled by the loop.
+    """
+    real_flush = ReliableProducer.flush
+    failing: list[ReliableProducer] = []  # the worker's producer, once known
+
+    def flush_losing_one_ack(self: ReliableProducer, timeout_s: float = 30.0) -> None:
+        real_flush(self, timeout_s)
+        if failing and self is failing[0]:
+            failing.clear()
+            raise ProduceError("1 records failed delivery, first: injected lost acknowledgement")
+
+    monkeypatch.setattr(ReliableProducer, "flush", flush_losing_one_ack)
+    service = make_echo_service(unique("echo"))
+    with running(service, echo_env, batch_size=5) as worker:
+        assert worker._processor is not None
+        failing.append(worker._processor.producer)
+        with echo_env.publisher() as publisher:
+            events = [publisher.publish(Ping(key=f"k{i}", seq=i)) for i in range(20)]
+        wait_until(lambda: worker.handled >= len(events), 60, message="every event handled after the failed flush")
+        assert not failing  # the failure did happen, in the worker's settle
+    store = open_store(echo_env.settings, service.name)
+    try:
+        assert store.seen(service.name, [e.event_id for e in events]) == {e.event_id for e in events}
+    finally:
+        store.close()
