@@ -8,7 +8,9 @@ and librdkafka's), but record timestamps are whole milliseconds: sub-millisecond
 and figures read on average ~0.5 ms low.
 
 How: for each runner of bench/throughput.py ("official", "fastavro", "choreo"), on fresh topics, the
-runner runs on a background thread with ``count = rate * seconds`` while this thread publishes Pings
+runner runs in its own process (``bench.runner``, as for throughput: in one process with the publisher,
+the two would trade the GIL and every runner's latency would include waits for it) with
+``count = rate * seconds`` while this process publishes Pings
 through choreo's ``Publisher`` (real CloudEvents headers; one ``linger.ms=0`` producer for every
 runner), paced in bursts every ``TICK_S``. The consumer group join takes ~3 s on Tansu (SPEC §1), and
 records waiting for it would measure the join, not the runtime. So first a trickle of warm-up Pings
@@ -27,8 +29,8 @@ from __future__ import annotations
 
 import io
 import statistics
+import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -39,7 +41,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastavro import parse_schema, schemaless_reader
 
-from bench.throughput import make_topics, run_choreo, run_raw
+from bench.runner import ROOT, runner_command
+from bench.throughput import make_topics
 from choreo.config import Settings
 from choreo.kafka.producer import ReliableProducer
 from choreo.kafka.reading import read_to_end
@@ -116,34 +119,24 @@ def _measure(settings: Settings, producer: ReliableProducer, serde: AvroEventSer
              rate: int, seconds: float) -> LatencyResult:
     in_topic, out_topic, catalog = make_topics(settings, "lat")
     count = int(rate * seconds)
-    failure: list[BaseException] = []
-
-    def run() -> None:
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: a full pipe would stall the runner
+        process = subprocess.Popen(runner_command(runner, settings, in_topic, out_topic, count),  # noqa: S603
+                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
         try:
-            if runner == "choreo":
-                run_choreo(settings, catalog, count)
-            else:
-                run_raw(settings, in_topic, out_topic, count, runner)
-        except BaseException as exc:  # surfaced on the calling thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=f"latency-{runner}", daemon=True)
-    thread.start()
-    pinger = _Pinger(Publisher(catalog, producer, serde, source="bench"))  # same producer for every runner
-    try:
-        pinger.warm_up(settings, out_topic, thread.is_alive)
-    except TimeoutError:
-        if failure:  # the runner died: its error is the one to report
-            raise failure[0] from None
-        raise
-    time.sleep(SETTLE_MS / 1000)
-    pinger.steady(count, rate)
-    producer.flush()
-    thread.join(JOIN_TIMEOUT_S + seconds)
-    if failure:
-        raise failure[0]
-    if thread.is_alive():
-        raise TimeoutError(f"{runner} did not finish {count} events")
+            pinger = _Pinger(Publisher(catalog, producer, serde, source="bench"))
+            pinger.warm_up(settings, out_topic, lambda: process.poll() is None)
+            time.sleep(SETTLE_MS / 1000)
+            pinger.steady(count, rate)
+            producer.flush()
+            process.wait(JOIN_TIMEOUT_S + seconds)
+        except (TimeoutError, subprocess.TimeoutExpired):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+                raise TimeoutError(f"{runner} did not finish {count} events") from None
+        if process.returncode != 0:  # it died: its error is the one to report
+            errors.seek(0)
+            raise RuntimeError(f"{runner} exited with {process.returncode}: {errors.read()[-2000:]}")
 
     reader = parse_schema(PONG_SCHEMA)  # every runner writes this schema (Confluent framing: 5-byte header)
     pongs: dict[int, int] = {}  # seq → Pong timestamp (ms); the first Pong wins should a seq appear twice

@@ -33,14 +33,17 @@ def run_in_process(command: list[str], timeout_s: float = 300) -> dict[str, Any]
     return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def runner_command(runner: str, settings: Settings, in_topic: str, out_topic: str, count: int) -> list[str]:
+    """The command that runs ``runner`` over ``count`` pre-produced Pings in a fresh Python process."""
+    return [sys.executable, "-m", "bench.runner", runner, "--bootstrap", settings.bootstrap_servers,
+            "--registry", settings.schema_registry_url, "--schemas-dir", str(settings.schemas_dir),
+            "--state-dir", str(settings.state_dir), "--in-topic", in_topic, "--out-topic", out_topic,
+            "--count", str(count)]
+
+
 def measure(runner: str, settings: Settings, in_topic: str, out_topic: str, count: int) -> Result:
     """``runner`` over ``count`` pre-produced Pings, in a fresh Python process."""
-    figures = run_in_process([
-        sys.executable, "-m", "bench.runner", runner, "--bootstrap", settings.bootstrap_servers,
-        "--registry", settings.schema_registry_url, "--schemas-dir", str(settings.schemas_dir),
-        "--state-dir", str(settings.state_dir), "--in-topic", in_topic, "--out-topic", out_topic,
-        "--count", str(count)])
-    return Result(**figures)
+    return Result(**run_in_process(runner_command(runner, settings, in_topic, out_topic, count)))
 
 
 def main() -> None:
