@@ -5,8 +5,10 @@ outputs are acknowledged and its inputs' processed marks are durable (the marks 
 writer thread while the next batch runs, see :mod:`choreo.runtime.marks`); librdkafka auto-commits
 stored offsets every second, and the worker waits for the marks and commits synchronously when
 partitions are revoked and on shutdown.
-Because a batch is finished before the next ``consume()`` — the only place rebalance callbacks run —
-a revocation never finds half-done work: nothing is lost and nothing is committed twice.
+Because a batch is processed before the next ``consume()`` — the only place rebalance callbacks run —
+a revocation never finds half-done work: it finds processed batches whose acknowledgements may still be
+outstanding (up to five, or 100 ms of them), settles them, waits for their marks and commits. Nothing is
+lost and nothing is committed twice.
 
 Stopping (SIGTERM/Ctrl-C → :meth:`Worker.stop`): no new batch is taken, the current one completes,
 the producer flushes, offsets are committed and the consumer leaves the group, within ``shutdown_timeout_s``.
@@ -165,8 +167,9 @@ class Worker:
 
         An infrastructure failure while processing re-runs that batch after a backoff; a failed flush
         re-runs every batch it covered, oldest first, before any later one. A batch that is not due is
-        settled by the loop once its outputs are acknowledged, so the next batch never waits for the
-        broker's round trip (at low rates this is most of a hop's latency).
+        settled by the loop once its outputs are acknowledged or the consumer is idle, so until five
+        batches or 100 ms have gathered the next batch does not wait for the broker's round trip (at low
+        rates that wait is most of a hop's latency).
         """
         backoff = Backoff()
         while pending:
@@ -261,7 +264,7 @@ class Worker:
         self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Runs inside consume(): the previous batch is finished and its offsets stored.
+        # Runs inside consume(): every batch so far is processed; the unsettled ones are settled below.
         # librdkafka keeps a partition's pause flag across revoke and re-assign: resume what we paused,
         # or a retry partition that comes back to us would never be fetched again. On re-assignment
         # its head is read from the committed offset and paused again if still not due.

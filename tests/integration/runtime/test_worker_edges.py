@@ -4,6 +4,7 @@ failed settle between batches."""
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Callable
 
 import pytest
@@ -62,26 +63,29 @@ def test_a_lost_acknowledgement_outside_a_batch_re_runs_the_batches_it_covered(
 
     Fault injection: the worker's first flush with batches to settle reports a failure although the
     broker took the records (a lost acknowledgement), as a delivery timeout in a broker outage would.
-    Batches of 5 records: 20 events make 4 full batches, none due, all settled by the loop.
+    Batches of 5 records, never due by count or age: 20 events make 4 full batches, all settled by the loop.
     """
     real_flush = ReliableProducer.flush
     failing: list[ReliableProducer] = []  # the worker's producer, once known
+    failed_in: list[set[str]] = []  # the functions on the stack of the failed flush
 
     def flush_losing_one_ack(self: ReliableProducer, timeout_s: float = 30.0) -> None:
         real_flush(self, timeout_s)
         if failing and self is failing[0]:
             failing.clear()
+            failed_in.append({frame.name for frame in traceback.extract_stack()})
             raise ProduceError("1 records failed delivery, first: injected lost acknowledgement")
 
     monkeypatch.setattr(ReliableProducer, "flush", flush_losing_one_ack)
     service = make_echo_service(unique("echo"))
     with running(service, echo_env, batch_size=5) as worker:
         assert worker._processor is not None
+        worker._processor.acks.max_batches, worker._processor.acks.max_age_s = 1000, 3600.0
         failing.append(worker._processor.producer)
         with echo_env.publisher() as publisher:
             events = [publisher.publish(Ping(key=f"k{i}", seq=i)) for i in range(20)]
         wait_until(lambda: worker.handled >= len(events), 60, message="every event handled after the failed flush")
-        assert not failing  # the failure did happen, in the worker's settle
+        assert failed_in and "_loop" in failed_in[0] and "_run_batches" not in failed_in[0]  # the loop's settle
     store = open_store(echo_env.settings, service.name)
     try:
         assert store.seen(service.name, [e.event_id for e in events]) == {e.event_id for e in events}
