@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ class Window:
         return False
 
     def report(self) -> None:
-        """The one JSON line the bench reads from stdout (bench/runner.run_in_process)."""
+        """The one JSON line the bench reads from stdout (bench/runner.run_in_process); exits with an error
+        instead if the app stopped before its last message (a signal, a crash the framework swallowed)."""
+        if self.handled < self.count:
+            sys.exit(f"stopped after {self.handled} of {self.count} messages: no figures")
         print(json.dumps({"events": self.count - WARMUP, "seconds": self._end - self._start,
                           "cpu_seconds": self._cpu_end - self._cpu_start}), flush=True)

@@ -59,10 +59,12 @@ def build(args: argparse.Namespace, window: Window) -> FastStream:
     @broker.publisher(args.out_topic)
     async def echo(ping: dict[str, Any], message: KafkaMessage) -> KafkaResponse:  # message: for its key
         # (FastStream's documented way to reach the record; fast_depends resolves it in a worker thread)
-        pong = {"key": ping["key"], "seq": ping["seq"]}
+        # Encoded before it counts: FastStream logs a handler's exception and goes on, so a message
+        # whose Pong could not be built must not count as handled.
+        value = serializer({"key": ping["key"], "seq": ping["seq"]}, out_ctx)
         if window.tally():
             app.exit()  # run() notices within 0.1 s, then stops the broker (committing) and returns
-        return KafkaResponse(serializer(pong, out_ctx), key=message.raw_message.key)
+        return KafkaResponse(value, key=message.raw_message.key)
 
     return app
 

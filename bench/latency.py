@@ -131,9 +131,13 @@ def _measure(settings: Settings, producer: ReliableProducer, serde: AvroEventSer
             process.wait(JOIN_TIMEOUT_S + seconds)
         except (TimeoutError, subprocess.TimeoutExpired):
             if process.poll() is None:
+                raise TimeoutError(f"{runner} did not finish {count} events") from None
+            if process.returncode == 0:
+                raise  # it finished, yet no Pong was seen: a measurement problem, not the runner's
+        finally:
+            if process.poll() is None:  # whatever went wrong here, leave no runner spinning behind
                 process.kill()
                 process.wait()
-                raise TimeoutError(f"{runner} did not finish {count} events") from None
         if process.returncode != 0:  # it died: its error is the one to report
             errors.seek(0)
             raise RuntimeError(f"{runner} exited with {process.returncode}: {errors.read()[-2000:]}")

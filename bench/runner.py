@@ -25,8 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_in_process(command: list[str], timeout_s: float = 300) -> dict[str, Any]:
     """Run a runner's command, return the JSON object on its last stdout line (its stderr on failure)."""
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False,  # noqa: S603
-                               cwd=ROOT)
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,  # noqa: S603
+                                   check=False, cwd=ROOT)
+    except subprocess.TimeoutExpired as exc:  # killed by run(): say why it hung, if it said anything
+        sys.stderr.write(exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or "")
+        raise
     if completed.returncode != 0:
         sys.stderr.write(completed.stderr)
         raise RuntimeError(f"{command[:4]} exited with {completed.returncode}")
