@@ -1,7 +1,7 @@
 """The registry's durable log: one compacted, single-partition Kafka topic (``Settings.registry_topic``).
 
-Reading "to the end" uses PARTITION_EOF from a consumer, never ListOffsets: on Tansu ListOffsets(latest)
-reports the last batch's base offset + 1, not the high watermark (SPEC §1). Appends are acknowledged
+Start-up replays it to its end (:mod:`choreo.kafka.reading`: PARTITION_EOF, never ListOffsets, which
+Tansu answers wrongly). Appends are acknowledged
 (acks=all, idempotent producer) before the caller applies them.
 
 Single writer: exactly one registry process may write a topic. The log is read once, at start; a second
@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from choreo.config import Settings
 from choreo.errors import ConfigError, InfrastructureError
 from choreo.kafka.admin import TopicSpec, ensure_topics, partition_count
+from choreo.kafka.reading import iter_to_end
 from choreo.registry.errors import RegistryError, StoreError
 from choreo.registry.records import Record, decode, encode
 
@@ -90,38 +90,14 @@ class KafkaSchemaLog:
     def replay(self, apply: Callable[[Record], None]) -> int:
         """Feed every record from the beginning to ``apply``, up to the end; return how many were read.
 
-        Malformed records and schemas that no longer parse are logged and skipped, never fatal.
+        Malformed records and schemas that no longer parse are logged and skipped, never fatal; a read
+        error, or no progress for ``timeout_s``, is an InfrastructureError.
         """
-        consumer = Consumer(self.settings.librdkafka(**{
-            "group.id": f"choreo-registry-{uuid.uuid4().hex}",  # assign() only: the group never joins
-            "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10,
-        }))
         count = 0
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            # Knowing the leader before assign() skips librdkafka's 500 ms offset-query retry timer.
-            try:
-                consumer.list_topics(self.topic, timeout=self.timeout_s)
-            except KafkaException as exc:
-                raise InfrastructureError(f"cannot read registry topic {self.topic!r}: {exc}") from exc
-            consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
-            while True:
-                if time.monotonic() > deadline:
-                    raise InfrastructureError(
-                        f"timed out reading registry topic {self.topic!r} to its end ({count} records read)")
-                message = consumer.poll(0.2)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        return count
-                    raise InfrastructureError(f"cannot read registry topic {self.topic!r}: {error.str()}")
-                count += 1
-                deadline = time.monotonic() + self.timeout_s  # progress: the deadline bounds a stall
-                self._apply_one(apply, message.key(), message.value(), message.offset())
-        finally:
-            consumer.close()
+        for message in iter_to_end(self.settings, self.topic, 1, idle_timeout_s=self.timeout_s, strict=True):
+            count += 1
+            self._apply_one(apply, message.key(), message.value(), message.offset())
+        return count
 
     def _apply_one(self, apply: Callable[[Record], None], key: Any, value: Any, offset: int) -> None:
         try:
