@@ -75,8 +75,8 @@ def _dumps_as_is(cls: type[BaseModel]) -> bool:
     """True if ``model_dump(mode="python")`` of ``cls`` is exactly its ``__dict__``.
 
     Any serialization customisation rules the shortcut out: field or model serializers (decorators
-    or ``Annotated`` serializers), computed fields, excluded fields, dumping by alias; so does a
-    field type that is not plain (see :func:`_is_plain`).
+    or ``Annotated`` serializers), computed fields, excluded fields (``exclude``, and ``exclude_if`` on
+    pydantic 2.12+), dumping by alias; so does a field type that is not plain (see :func:`_is_plain`).
     """
     decorators = cls.__pydantic_decorators__
     if decorators.field_serializers or decorators.model_serializers or cls.model_computed_fields:
@@ -84,7 +84,8 @@ def _dumps_as_is(cls: type[BaseModel]) -> bool:
     if cls.model_config.get("serialize_by_alias"):
         return False
     for field in cls.model_fields.values():
-        if field.exclude or any(isinstance(m, PlainSerializer | WrapSerializer) for m in field.metadata):
+        if field.exclude or getattr(field, "exclude_if", None) is not None or any(
+                isinstance(m, PlainSerializer | WrapSerializer) for m in field.metadata):
             return False
         if not _is_plain(field.annotation):
             return False
