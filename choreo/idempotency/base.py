@@ -156,7 +156,9 @@ class IdempotencyStore(Protocol):
     def reopen(self) -> IdempotencyStore:
         """An independent connection to the same store, with the same settings, for another thread.
 
-        ConfigError when the store cannot be shared (an in-memory SQLite database).
+        ConfigError when the store cannot be shared (an in-memory SQLite database). Optional for a
+        user's own store: without it (or on ConfigError) the runtime writes marks on the consumer
+        thread instead of a writer thread (:class:`choreo.runtime.marks.MarkWriter`).
         """
         ...
 

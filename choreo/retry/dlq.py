@@ -28,7 +28,7 @@ from choreo.errors import ConfigError
 from choreo.kafka.admin import partition_count
 from choreo.kafka.reading import read_to_end
 from choreo.retry import headers as h
-from choreo.serde.avro import MAGIC_BYTE, is_transport_error
+from choreo.serde.avro import HEADER_SIZE, MAGIC_BYTE, is_transport_error
 
 log = logging.getLogger(__name__)
 
@@ -282,10 +282,10 @@ def decode_payload(settings: Settings, dead: DeadLetter) -> DecodedPayload:
     value = dead.value
     if value is None:
         return DecodedPayload(None, "the value is null")
-    if len(value) < 5 or value[0] != MAGIC_BYTE:
+    if len(value) < HEADER_SIZE or value[0] != MAGIC_BYTE:
         return DecodedPayload(None, f"not in the Confluent Avro wire format ({len(value)} bytes, "
                                     f"first byte {value[:1]!r})")
-    schema_id = int.from_bytes(value[1:5], "big")
+    schema_id = int.from_bytes(value[1:HEADER_SIZE], "big")
     topic = dead.header(h.RETRY_ORIGINAL_TOPIC) or dead.topic
     try:
         deserializer = AvroDeserializer(SchemaRegistryClient(settings.registry_client_config()))

@@ -29,13 +29,11 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 
 from choreo.context import Context
 from choreo.envelope import (
-    Envelope,
     EnvelopeError,
     derived_event_id,
     format_time,
     identify,
     output_headers,
-    parse_envelope,
     step_headers,
 )
 from choreo.errors import DeserializationError, InfrastructureError
@@ -77,11 +75,6 @@ class _Item(NamedTuple):
     route: _Route
     attempt: int
 
-    @property
-    def envelope(self) -> Envelope:
-        """Decoded on demand: the hot path needs only the id and type (see ``envelope.identify``)."""
-        return parse_envelope(self.headers)
-
 
 @dataclass(frozen=True)
 class Pause:
@@ -95,7 +88,7 @@ class Pause:
 
 @dataclass
 class BatchOutcome:
-    """What a batch did; offsets are stored by the caller only after :meth:`BatchProcessor.finish`."""
+    """What a batch did; its ``offsets`` are stored by the caller once ``marks.completed()`` hands them back."""
 
     offsets: list[TopicPartition] = field(default_factory=list)
     pauses: list[Pause] = field(default_factory=list)
@@ -208,20 +201,17 @@ class BatchProcessor:
         return settled
 
     def close(self, timeout_s: float = 30.0) -> list[list[TopicPartition]]:
-        """Settle what is left (a failed flush is logged: those batches are redelivered), stop the mark
-        writer; returns the offsets whose marks became durable meanwhile."""
-        try:
-            self.settle()
-        except Exception as exc:  # noqa: BLE001 - closing: unsettled batches keep their offsets unstored
-            log.error("closing with unsettled batches service=%s error=%s", self.service, exc)
+        """Stop the mark writer once the marks handed to it are durable; returns the offsets that became
+        safe to store meanwhile. Settle first (the worker does, counting what settles): batches still
+        unsettled here keep their offsets unstored and are redelivered."""
         return self.marks.close(timeout_s)
 
     def _seen(self, event_ids: list[str]) -> set[str]:
         """Ids already processed: marked in the store, or handled in a batch not settled or not yet marked."""
         seen = self.store.seen(self.service, event_ids)
-        for handled in (self.marks.in_flight, self.acks.ids):
-            if handled:
-                seen.update(i for i in event_ids if i in handled)
+        in_flight, unsettled = self.marks.in_flight, self.acks.ids
+        if in_flight or unsettled:
+            seen.update(i for i in event_ids if i in in_flight or i in unsettled)
         return seen
 
     def _flush_counters(self) -> None:
@@ -319,7 +309,7 @@ class BatchProcessor:
             raise  # the registry or store is down: not the event's fault; the batch is re-run
         except Exception as exc:  # noqa: BLE001 - any handler error is routed, never crashes the loop
             metrics.HANDLER_ERRORS.labels(self.service, route.binding.type_name, type(exc).__name__).inc()
-            return self.failures.on_handler_error(message, item.envelope, exc, self.producer)
+            return self.failures.on_handler_error(message, ctx.envelope, exc, self.producer)
         finally:
             route.tally.observe(time.perf_counter() - started)
         return "handled"

@@ -7,8 +7,8 @@ stored offsets every second, and the worker waits for the marks and commits sync
 partitions are revoked and on shutdown.
 Because a batch is processed before the next ``consume()`` — the only place rebalance callbacks run —
 a revocation never finds half-done work: it finds processed batches whose acknowledgements may still be
-outstanding (up to five, or 100 ms of them), settles them, waits for their marks and commits. Nothing is
-lost and nothing is committed twice.
+outstanding (up to the limits of :class:`~choreo.runtime.acks.AckGroup`), settles them, waits for their
+marks and commits. Nothing is lost and nothing is committed twice.
 
 Stopping (SIGTERM/Ctrl-C → :meth:`Worker.stop`): no new batch is taken, the current one completes,
 the producer flushes, offsets are committed and the consumer leaves the group, within ``shutdown_timeout_s``.
@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from choreo.config import Settings
-from choreo.errors import ChoreoError, InfrastructureError
+from choreo.errors import ChoreoError
 from choreo.idempotency import IdempotencyStore, open_store
 from choreo.kafka.admin import TopicSpec, ensure_topics
 from choreo.kafka.producer import ReliableProducer
@@ -44,6 +44,10 @@ from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
 
 log = logging.getLogger(__name__)
+
+# Failures that are not a record's fault: the batch (or the settle) is tried again after a backoff.
+# Store errors (a locked SQLite file, a PostgreSQL failover) are transient like broker ones.
+_TRANSIENT = (ChoreoError, KafkaException, sqlite3.Error, psycopg.Error)
 
 
 def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[str, Any]:
@@ -151,13 +155,13 @@ class Worker:
             self._resume_due(consumer)
             messages = consumer.consume(self.batch_size, self._batch_wait())
             pending: list[Sequence[Any]] = [messages] if messages else []
+            # Delivery reports count as outstanding until served: serve them (per batch) before asking.
+            processor.producer.poll()
             # Settle when it costs no waiting: nothing new came (the consumer is idle anyway), or every
             # output is already acknowledged. A failed settle hands back batches to handle again, before
             # the new ones (their records come first in their partitions).
             if len(processor.acks) and (not messages or not len(processor.producer)):
                 pending[:0] = self._settle(consumer, processor)
-            elif not messages:
-                processor.producer.poll()
             if pending:
                 self._run_batches(consumer, processor, pending)
             self._store_offsets(consumer, processor.marks.completed())
@@ -167,8 +171,8 @@ class Worker:
 
         An infrastructure failure while processing re-runs that batch after a backoff; a failed flush
         re-runs every batch it covered, oldest first, before any later one. A batch that is not due is
-        settled by the loop once its outputs are acknowledged or the consumer is idle, so until five
-        batches or 100 ms have gathered the next batch does not wait for the broker's round trip (at low
+        settled by the loop once its outputs are acknowledged or the consumer is idle, so until the
+        AckGroup's limits are reached the next batch does not wait for the broker's round trip (at low
         rates that wait is most of a hop's latency).
         """
         backoff = Backoff()
@@ -176,8 +180,7 @@ class Worker:
             messages = pending[0]
             try:
                 outcome = processor.process(messages)
-            # Store errors (a locked SQLite file, a PostgreSQL failover) are transient like broker ones.
-            except (InfrastructureError, ChoreoError, KafkaException, sqlite3.Error, psycopg.Error) as exc:
+            except _TRANSIENT as exc:
                 self._retry_later(exc, backoff)
                 continue
             processor.defer(outcome, messages)
@@ -196,7 +199,7 @@ class Worker:
             except FlushFailed as exc:
                 self._retry_later(exc, backoff)
                 return exc.batches
-            except (InfrastructureError, ChoreoError, KafkaException, sqlite3.Error, psycopg.Error) as exc:
+            except _TRANSIENT as exc:
                 self._retry_later(exc, backoff)  # the batches stay acknowledged in the group: settle again
                 continue
             for outcome in outcomes:
@@ -206,7 +209,7 @@ class Worker:
     def _retry_later(self, exc: Exception, backoff: Backoff) -> None:
         if self._stop.is_set() or getattr(exc, "fatal", False):
             raise exc  # a fatal producer error needs a new process: exit, the supervisor restarts us
-        log.error("batch failed, will re-run it service=%s error=%s", self.bound.name, exc)
+        log.error("batch failed, will try again service=%s error=%s", self.bound.name, exc)
         backoff.sleep()
 
     def _count(self, outcome: BatchOutcome) -> None:

@@ -85,7 +85,7 @@ class AvroEventSerde:
             if exc.http_status_code in (404, 409, 422):
                 raise EventValidationError(
                     f"{binding.type_name}: the registry refused the schema for subject "
-                    f"{binding.schema.subject}: {exc}", topic=binding.topic, key=event.entity_key()) from exc
+                    f"{binding.subject}: {exc}", topic=binding.topic, key=event.entity_key()) from exc
             raise InfrastructureError(f"schema registry unavailable: {exc}") from exc
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise EventValidationError(f"{binding.type_name}: {self._explain(binding, event, exc)}",
@@ -98,7 +98,7 @@ class AvroEventSerde:
 
     def _register(self, binding: EventBinding) -> bytes:
         """The subject's schema id (registered, or looked up without auto-register) as a wire header."""
-        subject, schema = binding.schema.subject, Schema(binding.schema.schema_str, "AVRO")
+        subject, schema = binding.subject, Schema(binding.schema.schema_str, "AVRO")
         if self._auto_register:
             schema_id: int | None = self._registry.register_schema(subject, schema)
         else:
