@@ -40,23 +40,24 @@ graph: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
-# Quix Streams for the bench's comparison, in its own venv (its pins differ from ours).
+# Quix Streams for the bench's comparison, in its own venv (its pins differ from ours). The frameworks are
+# pinned to the versions the README's figures were measured with.
 bench-quix-env:
 	test -x .venv-quix/bin/python || $(PYTHON) -m venv .venv-quix
-	.venv-quix/bin/pip install -q quixstreams
+	.venv-quix/bin/pip install -q quixstreams==3.28.1
 
 # FastStream and faust-streaming, the same way (bench/frameworks.py). Both use aiokafka, which needs its lz4
 # extra to read the bench's compressed input; confluent-kafka's extras bring its registry Avro serde.
 bench-faststream-env:
 	test -x .venv-faststream/bin/python || $(PYTHON) -m venv .venv-faststream
-	.venv-faststream/bin/pip install -q 'faststream[kafka]' 'aiokafka[lz4]' 'confluent-kafka[avro,schemaregistry]'
+	.venv-faststream/bin/pip install -q 'faststream[kafka]==0.7.8' 'aiokafka[lz4]' 'confluent-kafka[avro,schemaregistry]'
 
 bench-faust-env:
 	test -x .venv-faust/bin/python || $(PYTHON) -m venv .venv-faust
-	.venv-faust/bin/pip install -q faust-streaming 'aiokafka[lz4]' 'confluent-kafka[avro,schemaregistry]'
+	.venv-faust/bin/pip install -q faust-streaming==0.15.3 'aiokafka[lz4]' 'confluent-kafka[avro,schemaregistry]'
 
 lint: $(STAMP)
-	$(BIN)/ruff check choreo services tests
+	$(BIN)/ruff check choreo services tests bench
 
 clean:
 	rm -rf $(VENV) .choreo .pytest_cache

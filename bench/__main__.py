@@ -18,12 +18,13 @@ from rich.table import Table
 from bench.latency import latency
 from bench.registry_latency import registry_latency
 from bench.retry_delay import retry_delay_accuracy
-from bench.throughput import throughput
+from bench.throughput import BATCH, NAMES, throughput
 from choreo.kafka.embedded import EmbeddedBroker, free_port
 from choreo.testing.fixtures import start_registry
 
 console = Console(soft_wrap=True)  # figures stay on one line in logs
 ALL = ("throughput", "latency", "retry", "replay", "registry")
+MIN_EVENTS = 10 * BATCH  # every runner leaves its first batch(es) untimed: choreo up to 5, the apps 1,000 events
 
 
 def _throughput(bootstrap: str, url: str, events: int, rounds: int) -> None:
@@ -40,23 +41,22 @@ def _throughput(bootstrap: str, url: str, events: int, rounds: int) -> None:
     for result in results:
         rates.setdefault(result.name, []).append(result.rate)
         cpu.setdefault(result.name, []).append(result.cpu_us_per_event)
-    if "choreo service" not in rates:
+    choreo = NAMES["choreo"]
+    if choreo not in rates:
         return  # BENCH_ORDER left choreo out: the table is all there is
-    ours = rates["choreo service"]
-    baselines = [("raw loop, official serde", "raw loop with the official Avro serde"),
-                 ("raw loop, fastavro serde", "raw loop with fastavro (choreo's serde path)"),
-                 ("Quix Streams app", "Quix Streams app"),
-                 ("FastStream app", "FastStream app"),
-                 ("faust app", "faust app")]
-    for name, label in baselines:
-        if name not in rates:
+    ours = rates[choreo]
+    labels = {"official": "raw loop with the official Avro serde",
+              "fastavro": "raw loop with fastavro (choreo's serde path)"}  # the others: their NAMES
+    for key, name in NAMES.items():
+        if key == "choreo" or name not in rates:
             continue
+        label = labels.get(key, name)
         theirs = rates[name]
         per_round = [a / b for a, b in zip(ours, theirs, strict=False)]  # runs of one round ran back to back
         console.print(f"choreo / {label}: median [bold]{statistics.median(ours) / statistics.median(theirs):.2f}[/]"
                       f" ({statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f} events/s; "
                       f"per round {min(per_round):.2f}–{max(per_round):.2f}); median CPU per event "
-                      f"{statistics.median(cpu['choreo service']):.1f} vs {statistics.median(cpu[name]):.1f} µs")
+                      f"{statistics.median(cpu[choreo]):.1f} vs {statistics.median(cpu[name]):.1f} µs")
 
 
 def _latency(bootstrap: str, url: str) -> None:
@@ -70,8 +70,9 @@ def _latency(bootstrap: str, url: str) -> None:
         table.add_row(r.name, str(r.count), f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.max_ms:.1f}")
     console.print(table)
     by_name = {r.name: r for r in results}
-    ours = by_name["choreo service"]
-    for name in ("raw loop, official serde", "raw loop, fastavro serde"):
+    ours = by_name[NAMES["choreo"]]
+    for key in ("official", "fastavro"):
+        name = NAMES[key]
         raw = by_name[name]
         console.print(f"choreo / {name} latency: p50 [bold]{ours.p50_ms / raw.p50_ms:.2f}[/], "
                       f"p99 [bold]{ours.p99_ms / raw.p99_ms:.2f}[/]")
@@ -102,10 +103,13 @@ def _registry(url: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="choreo benchmarks")
-    parser.add_argument("--events", type=int, default=50000, help="events per throughput run")
+    parser.add_argument("--events", type=int, default=50000, help=f"events per throughput run (at least {MIN_EVENTS})")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (every runner once per round)")
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
     args = parser.parse_args()
+    if args.events < MIN_EVENTS:
+        parser.error(f"--events must be at least {MIN_EVENTS} (10 batches of {BATCH}): "
+                     "every runner leaves its first batch(es) untimed")
     logging.basicConfig(level=logging.ERROR)  # the retry benchmark fails on purpose: keep its warnings out
     wanted = set(args.only.split(","))
     logs = Path(tempfile.mkdtemp(prefix="choreo-bench-logs-"))

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.runner import ROOT, run_in_process
-from bench.throughput import Result
+from bench.throughput import NAMES, Result
 
 
 @dataclass(frozen=True)
 class Framework:
     """One framework's app: where its venv and script are, what its results are called."""
 
-    name: str  # the Result's name, which bench/__main__.py's ratios look up
+    name: str  # the Result's name: bench.throughput.NAMES[key]
     venv: str  # relative to the repo root; its make target is bench-<key>-env
     app: str  # relative to bench/
     cap: int | None = None  # most events handled per run (None: all of them)
@@ -36,9 +36,9 @@ class Framework:
 
 
 FRAMEWORKS = {
-    "quix": Framework("Quix Streams app", ".venv-quix", "quix_app.py"),
-    "faststream": Framework("FastStream app", ".venv-faststream", "faststream_app.py", cap=6000),
-    "faust": Framework("faust app", ".venv-faust", "faust_app.py", cap=20000),
+    "quix": Framework(NAMES["quix"], ".venv-quix", "quix_app.py"),
+    "faststream": Framework(NAMES["faststream"], ".venv-faststream", "faststream_app.py", cap=6000),
+    "faust": Framework(NAMES["faust"], ".venv-faust", "faust_app.py", cap=20000),
 }
 _reported: set[str] = set()  # frameworks whose missing venv was already reported in this process
 
@@ -59,4 +59,4 @@ def framework_throughput(key: str, bootstrap: str, registry_url: str, in_topic: 
     figures = run_in_process([str(framework.python), str(ROOT / "bench" / framework.app), "--bootstrap", bootstrap,
                               "--registry", registry_url, "--in-topic", in_topic, "--out-topic", out_topic,
                               "--count", str(handled)])
-    return Result(framework.name, int(figures["events"]), float(figures["seconds"]), float(figures["cpu_seconds"]))
+    return Result(framework.name, **figures)  # figures: events, seconds, cpu_seconds (app_support.Window.report)

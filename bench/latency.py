@@ -42,7 +42,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastavro import parse_schema, schemaless_reader
 
 from bench.runner import ROOT, runner_command
-from bench.throughput import make_topics
+from bench.throughput import NAMES, PARTITIONS, make_topics
 from choreo.config import Settings
 from choreo.kafka.producer import ReliableProducer
 from choreo.kafka.reading import read_to_end
@@ -50,12 +50,10 @@ from choreo.publisher import Publisher
 from choreo.serde.avro import AvroEventSerde
 from tests.support.echo import PONG_SCHEMA, Ping
 
-PARTITIONS = 8  # make_topics' partition count
 TICK_S = 0.005  # publish whatever is due every 5 ms
 TRICKLE_S = 0.05  # warm-up: one Ping per 50 ms until the runner has joined its group
 SETTLE_MS = 200.0  # Pings published before the first Pong's timestamp + this are not counted
 JOIN_TIMEOUT_S = 60.0
-NAMES = {"official": "raw loop, official serde", "fastavro": "raw loop, fastavro serde", "choreo": "choreo service"}
 
 
 @dataclass
@@ -152,7 +150,7 @@ def _measure(settings: Settings, producer: ReliableProducer, serde: AvroEventSer
     return _percentiles(NAMES[runner], latencies)
 
 
-def latency(bootstrap: str, registry_url: str, rate: int = 2000, seconds: float = 8.0) -> list[LatencyResult]:
+def latency(bootstrap: str, registry_url: str, rate: int, seconds: float) -> list[LatencyResult]:
     """Latency percentiles of each runner under ``rate`` Pings/s for ``seconds`` after its group join."""
     workdir = Path(tempfile.mkdtemp(prefix="choreo-latency-"))
     settings = Settings(bootstrap_servers=bootstrap, schema_registry_url=registry_url,

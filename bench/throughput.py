@@ -44,6 +44,12 @@ from tests.support.echo import PING_SCHEMA, PONG_SCHEMA, Ping, Pong, write_schem
 BATCH = 1000
 SAME_SETTLE_S = 0.001  # on_batch calls closer than this come from one settle (a batch takes ~30 ms)
 BATCH_WAIT_S = 0.01  # the Worker's default; every runner waits for a batch exactly as long
+PARTITIONS = 8  # of make_topics' input and output topics
+# Runner key (BENCH_ORDER, bench.runner) → the name its Results carry, which the tables print and
+# bench/__main__.py's ratios look up. The frameworks' apps run only if their venvs exist (bench/frameworks.py).
+NAMES = {"official": "raw loop, official serde", "fastavro": "raw loop, fastavro serde", "choreo": "choreo service",
+         "quix": "Quix Streams app", "faststream": "FastStream app", "faust": "faust app"}
+RUNNERS = tuple(NAMES)  # one round's order
 
 
 @dataclass
@@ -67,11 +73,11 @@ class Result:
 
 
 def make_topics(settings: Settings, prefix: str) -> tuple[str, str, SchemaCatalog]:
-    """Fresh, empty 8-partition input and output topics with their Ping/Pong schemas."""
+    """Fresh, empty PARTITIONS-partition input and output topics with their Ping/Pong schemas."""
     suffix = uuid.uuid4().hex[:6]
     in_topic, out_topic = f"{prefix}-in-{suffix}", f"{prefix}-out-{suffix}"
     write_schemas(settings.schemas_dir, in_topic, out_topic)
-    ensure_topics(settings.librdkafka(), [TopicSpec(in_topic, 8), TopicSpec(out_topic, 8)])
+    ensure_topics(settings.librdkafka(), [TopicSpec(in_topic, PARTITIONS), TopicSpec(out_topic, PARTITIONS)])
     return in_topic, out_topic, SchemaCatalog.load(settings.schemas_dir)
 
 
@@ -149,14 +155,14 @@ def run_raw(settings: Settings, in_topic: str, out_topic: str, count: int, serde
             producer.produce(out_topic, key=message.key(), value=encode(pong, out_ctx),
                              headers=message.headers())
             last[message.partition()] = message.offset()
-        producer.flush()
+        producer.flush()  # no timeout: returns once every output has its delivery report
         consumer.store_offsets(offsets=[TopicPartition(in_topic, p, o + 1) for p, o in last.items()])
         done += len(messages)
         if not first:  # like choreo's, the clock starts once the first batch is done
             first, started, cpu_started = done, time.perf_counter(), time.process_time()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     consumer.close()
-    return Result(f"raw loop, {serde} serde", done - first, elapsed, cpu)
+    return Result(NAMES[serde], done - first, elapsed, cpu)
 
 
 def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result:
@@ -192,17 +198,14 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
     # Like the raw loop's, the clock starts once the first settle is done; it stops at the settle that
     # completed the count, and only what settled in between is counted.
     (start, cpu_start, first), (end, cpu_end, last) = settles[0], next(s for s in settles if s[2] >= count)
-    return Result("choreo service", int(last - first), end - start, cpu_end - cpu_start)
+    return Result(NAMES["choreo"], int(last - first), end - start, cpu_end - cpu_start)
 
 
-# The frameworks' apps run only if their venvs exist (bench/frameworks.py).
-RUNNERS = ("official", "fastavro", "choreo", "quix", "faststream", "faust")
-
-
-def throughput(bootstrap: str, registry_url: str, count: int, rounds: int = 2) -> list[Result]:
+def throughput(bootstrap: str, registry_url: str, count: int, rounds: int) -> list[Result]:
     """Each runner ``rounds`` times, interleaved (so warm-up and noise hit every runner alike), each run
     in a fresh process (``bench.runner``; the other frameworks in their own venvs: ``bench.frameworks``),
-    with its input produced beforehand."""
+    with its input produced beforehand. ``BENCH_ORDER`` (runner keys, comma-separated), if set, replaces that
+    order and ``rounds``: each listed run once, in that order."""
     workdir = Path(tempfile.mkdtemp(prefix="choreo-bench-"))
     settings = Settings(bootstrap_servers=bootstrap, schema_registry_url=registry_url,
                         schemas_dir=workdir / "schemas", state_dir=workdir / "state")
