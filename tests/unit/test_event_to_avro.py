@@ -7,6 +7,7 @@ import enum
 from decimal import Decimal
 from typing import Annotated
 
+import pydantic
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, field_serializer, model_serializer
 
@@ -44,18 +45,27 @@ class WithEnum(Event, schema="io.t.WithEnum", key="id"):
     colour: Colour
 
 
-def test_plain_fields_take_the_shortcut_and_match_model_dump() -> None:
+def test_plain_fields_take_the_shortcut_and_match_model_dump(monkeypatch: pytest.MonkeyPatch) -> None:
     event = Plain(id="a", n=1, price=Decimal("1.50"), at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                   tags=["x"], scores={"s": 1.0})
     assert Plain._flat
-    assert event.to_avro() == event.model_dump(mode="python")
+    dumped = event.model_dump(mode="python")
+    assert event.to_avro() == dumped
     event.to_avro()["n"] = 99  # a copy: the frozen model is not changed through it
     assert event.n == 1
 
+    def no_model_dump(*args: object, **kwargs: object) -> dict[str, object]:
+        raise AssertionError("to_avro() called model_dump: the shortcut was not taken")
 
-@pytest.mark.parametrize("event_class", [Nested, WithEnum])
-def test_nested_models_and_enums_go_through_model_dump(event_class: type[Event]) -> None:
-    assert not event_class._flat
+    monkeypatch.setattr(Plain, "model_dump", no_model_dump)
+    assert event.to_avro() == dumped  # the shortcut is what is taken, not model_dump
+
+
+@pytest.mark.parametrize("event", [Nested(id="a", inner=Inner(x=1)), WithEnum(id="a", colour=Colour.RED)],
+                         ids=lambda e: type(e).__name__)
+def test_nested_models_and_enums_go_through_model_dump(event: Event) -> None:
+    assert not type(event)._flat
+    assert event.to_avro() == event.model_dump(mode="python")
 
 
 def test_nested_values_are_dumped_to_dicts() -> None:
@@ -108,6 +118,22 @@ class WithModelSerializer(Event, schema="io.t.F", key="id"):
     @model_serializer
     def _dump(self) -> dict[str, str]:
         return {"id": self.id.upper()}
+
+
+# Field(exclude_if=...) came with pydantic 2.12; older versions would keep the argument as schema extra.
+HAS_EXCLUDE_IF = tuple(int(part) for part in pydantic.VERSION.split(".")[:2]) >= (2, 12)
+if HAS_EXCLUDE_IF:
+    class WithExcludeIf(Event, schema="io.t.G", key="id"):
+        id: str
+        note: str = Field(default="", exclude_if=lambda note: note == "")
+
+
+@pytest.mark.skipif(not HAS_EXCLUDE_IF, reason="Field(exclude_if=...) needs pydantic >= 2.12")
+@pytest.mark.parametrize("note", ["", "kept"])
+def test_a_field_excluded_by_a_condition_goes_through_model_dump(note: str) -> None:
+    event = WithExcludeIf(id="a", note=note)
+    assert not WithExcludeIf._flat
+    assert event.to_avro() == event.model_dump(mode="python")
 
 
 @pytest.mark.parametrize("event", [

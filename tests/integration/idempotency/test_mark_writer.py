@@ -53,9 +53,7 @@ def test_drain_writes_at_once_instead_of_waiting_out_the_linger(store: Idempoten
     writer = MarkWriter(store, service, linger_s=30.0)
     try:
         writer.submit(["a"], _offsets(1))
-        started = time.monotonic()
-        done = writer.drain(timeout_s=10)
-        assert time.monotonic() - started < 5
+        done = writer.drain(timeout_s=10)  # < linger_s: a drain that waited out the linger returns []
         assert [o[0].offset for o in done] == [1]
         assert store.seen(service, ["a"]) == {"a"}
     finally:
@@ -126,13 +124,29 @@ def test_a_locked_store_is_retried_until_the_marks_commit(tmp_path: Path, servic
             writer.close()
 
 
-def test_closing_on_a_dead_store_gives_up_and_keeps_the_offsets_unstored(tmp_path: Path, service: str) -> None:
+def test_closing_on_a_dead_store_gives_up_and_keeps_the_offsets_unstored(tmp_path: Path, service: str,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
     with locked_store(tmp_path, service) as locked:
         writer = MarkWriter(locked.store, service, linger_s=0.01)
-        writer.submit(["a"], _offsets(1))
-        writer.submit(["b"], _offsets(2))
-        assert writer.close(timeout_s=1) == []  # neither batch may have its offsets stored
-    assert SQLiteStore(locked.path, service=service).seen(service, ["a", "b"]) == set()
+        try:
+            writer.submit(["a"], _offsets(1))
+            writer.submit(["b"], _offsets(2))
+            assert writer.close(timeout_s=1) == []  # neither batch may have its offsets stored
+            # The store is still locked: the writer must give up, not retry until the lock goes. It may be
+            # in a backoff pause (up to 0.8 s here) when close() starts its 1 s join, so allow some slack.
+            thread = writer._thread
+            assert thread is not None
+            wait_until(lambda: not thread.is_alive(), 10, interval_s=0.05, message="the writer thread ended")
+            assert "giving up on marks" in caplog.text
+            locked.release()  # only now: a writer still retrying would commit the marks at once
+            check = SQLiteStore(locked.path, service=service)
+            try:
+                assert check.seen(service, ["a", "b"]) == set()
+            finally:
+                check.close()
+        finally:
+            locked.release()  # lets a writer that kept retrying finish, so no thread outlives the test
+            writer.close(timeout_s=10)
 
 
 def test_reopen_gives_an_independent_connection_to_the_same_store(make_store: Callable[..., IdempotencyStore],
@@ -140,24 +154,27 @@ def test_reopen_gives_an_independent_connection_to_the_same_store(make_store: Ca
     store = make_store(service, retention=timedelta(days=3))  # not the default: reopen must carry it over
     other = store.reopen()
     try:
+        assert other is not store
         other.mark_processed(service, ["x"])
         assert store.seen(service, ["x"]) == {"x"}
         assert other.retention == timedelta(days=3)  # type: ignore[attr-defined]
     finally:
         other.close()
+    assert store.seen(service, ["x"]) == {"x"}  # closing the other connection leaves this one working
 
 
 def test_submit_gives_up_when_told_while_the_store_takes_no_marks(tmp_path: Path, service: str) -> None:
     give_up = threading.Event()
     with locked_store(tmp_path, service) as locked:
-        writer = MarkWriter(locked.store, service, linger_s=0.01, max_pending=1)
+        # submit_timeout_s far above the bound below: only give_up can make submit() raise in time.
+        writer = MarkWriter(locked.store, service, linger_s=0.01, max_pending=1, submit_timeout_s=60)
         try:
             writer.submit(["a"], _offsets(1))
             give_up.set()  # the worker was asked to stop
             started = time.monotonic()
             with pytest.raises(InfrastructureError, match="takes no marks"):
                 writer.submit(["b"], _offsets(2), give_up=give_up)
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 30
             assert writer.in_flight == {"a"}  # "b" was not queued: its batch will be re-run or redelivered
         finally:
             locked.release()

@@ -8,11 +8,16 @@ from typing import Any
 
 import pytest
 
+from choreo.config import Settings
 from choreo.errors import ProduceError
 from choreo.kafka.admin import TopicSpec, ensure_topics
 from choreo.kafka.embedded import free_port
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
-from tests.support.kafka import read_topic
+from tests.support.kafka import read_all, read_topic
+
+
+def _settings(kafka_config: dict[str, Any]) -> Settings:
+    return Settings(bootstrap_servers=kafka_config["bootstrap.servers"])
 
 
 def test_flush_returns_once_every_record_is_acknowledged(kafka_config: dict[str, Any],
@@ -37,7 +42,8 @@ def test_a_record_over_the_size_limit_is_refused_at_once(kafka_config: dict[str,
     with pytest.raises(ProduceError, match=topic):
         producer.produce(OutgoingRecord(topic, b"big", b"x" * 5000, []))
     producer.flush(10)  # the record before it is still delivered
-    assert [r.value() for r in read_topic(kafka_config, topic, until=lambda got: len(got) >= 1)] == [b"small"]
+    # Read to the end of the topic, not just to the first record: the refused one must not follow it.
+    assert [r.value() for r in read_all(_settings(kafka_config), topic)] == [b"small"]
 
 
 def test_an_undelivered_record_fails_the_flush() -> None:
@@ -73,7 +79,8 @@ def test_produce_all_refuses_a_record_librdkafka_rejects_and_keeps_the_ones_befo
         producer.produce_all(records)
     assert refused.value.topic == topic
     producer.flush(10)  # the record before it is delivered; the one after was never queued
-    assert [r.key() for r in read_topic(kafka_config, topic, until=lambda got: len(got) >= 1)] == [b"a"]
+    # Read to the end of the topic, not just to the first record: neither later record may follow it.
+    assert [r.key() for r in read_all(_settings(kafka_config), topic)] == [b"a"]
 
 
 def test_produce_all_waits_for_room_in_a_full_local_queue() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from choreo.config import Settings
@@ -13,6 +12,7 @@ from choreo.errors import ConfigError, InfrastructureError
 from choreo.kafka.admin import TopicSpec, ensure_topics, partition_count
 from choreo.kafka.embedded import free_port
 from choreo.kafka.reading import read_to_end
+from tests.support.kafka import produce_raw
 
 
 def test_partition_count_of_a_missing_topic_is_none_and_creates_nothing(kafka_config, unique) -> None:
@@ -36,10 +36,7 @@ def _settings(kafka_config: dict[str, Any]) -> Settings:
 def test_read_to_end_returns_every_record_in_offset_order_per_partition(kafka_config, unique) -> None:
     topic = unique("read")
     ensure_topics(kafka_config, [TopicSpec(topic, partitions=3)])
-    producer = Producer({**kafka_config, "partitioner": "murmur2_random", "linger.ms": 5})
-    for i in range(30):
-        producer.produce(topic, key=f"k{i % 7}", value=str(i).encode())
-    assert producer.flush(30) == 0
+    produce_raw(kafka_config, topic, [(f"k{i % 7}".encode(), str(i).encode(), []) for i in range(30)])
 
     messages = read_to_end(_settings(kafka_config), topic, partition_count(kafka_config, topic) or 0)
 
