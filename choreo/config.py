@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     # alive at start (see choreo.runtime.gctune); 0 leaves the interpreter's defaults.
     gc_threshold: int = Field(default=50_000, ge=0)
 
+    # The reference shop and `choreo dev` (SPEC ports): the order API, the progress service, a job's
+    # default deadline (seconds after it is placed), and the bearer token the services share.
+    order_api_port: int = Field(default=8000, ge=0, le=65535)
+    progress_port: int = Field(default=8001, ge=0, le=65535)
+    job_max_ttl_s: float = Field(default=30.0, gt=0)
+    service_token: str | None = None
+
     # HTTP port for /metrics, /healthz, /readyz of a running service (0 = pick a free port).
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)

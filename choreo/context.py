@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from choreo.envelope import CORRELATION_ID, Envelope, parse_envelope, step_request_id
+
+if TYPE_CHECKING:
+    from choreo.events import Event
 
 
 class Context:
@@ -19,7 +23,7 @@ class Context:
     first use too, which saves its hashing for records whose handler emits nothing.
     """
 
-    __slots__ = ("service", "topic", "partition", "offset", "event_id", "attempt", "tx",
+    __slots__ = ("service", "topic", "partition", "offset", "event_id", "attempt", "tx", "timers",
                  "_request_id", "_headers", "_envelope")
 
     def __init__(self, *, service: str, topic: str, partition: int, offset: int, request_id: str | None = None,
@@ -40,6 +44,7 @@ class Context:
         self._request_id = request_id
         self.attempt = attempt
         self.tx = tx
+        self.timers: Any = None  # the runtime's TimerBook for this run (see schedule / cancel)
         self._headers = headers
         self._envelope = envelope
 
@@ -50,7 +55,7 @@ class Context:
         ctx = cls.__new__(cls)
         ctx.service, ctx.topic, ctx.partition, ctx.offset = service, topic, partition, offset
         ctx.event_id, ctx._headers, ctx.attempt = event_id, headers, attempt
-        ctx.tx = ctx._request_id = ctx._envelope = None
+        ctx.tx = ctx.timers = ctx._request_id = ctx._envelope = None
         return ctx
 
     @property
@@ -85,6 +90,38 @@ class Context:
     @property
     def causation_id(self) -> str | None:
         return self.envelope.causation_id
+
+    @property
+    def key(self) -> str | None:
+        """The entity id of the input (``ce_subject``, the Kafka key)."""
+        subject = self._headers.get("ce_subject")
+        return subject.decode(errors="replace") if subject else None
+
+    def schedule(self, event: Event, *, at: datetime, name: str | None = None) -> str:
+        """Have ``event`` emitted at ``at`` (timezone-aware) unless cancelled first; returns the timer's name.
+
+        A timer belongs to ``event``'s key and is named ``name`` (default: the event's class name):
+        scheduling the same name for the same key again replaces it. It is stored in the service's
+        store — in the handler's transaction when there is one, else once the run's outputs are
+        acknowledged — and fires on the member that owns the key's partition, at most a few hundred ms
+        late, once: the due event gets a deterministic ``ce_id``, so a re-fire after a crash is a
+        duplicate. A service's ``@on_timer(EventClass)`` handler, if declared, gets the event instead
+        and decides what to emit.
+        """
+        if self.timers is None:
+            raise RuntimeError("ctx.schedule works only inside a handler run by the choreo runtime")
+        if at.tzinfo is None:
+            raise ValueError(f"ctx.schedule needs a timezone-aware time, got naive {at.isoformat()}")
+        return self.timers.schedule(self, event, at, name or type(event).__name__)
+
+    def cancel(self, name: str, key: str | None = None) -> None:
+        """Cancel the timer ``name`` of ``key`` (default: this input's key); a no-op if none is pending."""
+        if self.timers is None:
+            raise RuntimeError("ctx.cancel works only inside a handler run by the choreo runtime")
+        timer_key = key if key is not None else self.key
+        if timer_key is None:
+            raise ValueError("ctx.cancel needs a key: this input has none")
+        self.timers.cancel(self, timer_key, name)
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -18,11 +18,13 @@ import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeAlias
 
 from choreo.context import Context
 from choreo.errors import ConfigError
 from choreo.events import Event, EventBinding, bind
+from choreo.join import JoinFunc, JoinSpec
 from choreo.retry.policy import RetryPolicy
 from choreo.schemas.catalog import SchemaCatalog
 
@@ -71,7 +73,14 @@ class Service:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Later events of a key wait behind one in retry instead of overtaking it (see runtime/ordering.py).
     ordered_retries: bool = False
+    # DDL of the service's own state tables (portable SQL, ``CREATE TABLE IF NOT EXISTS``), run at start.
+    state_ddl: Sequence[str] = ()
+    # An HTTP API served by `choreo run` beside /metrics (see choreo.api.ServiceApi), or None.
+    api: Any = None
     handlers: dict[type[Event], HandlerSpec] = field(default_factory=dict)
+    # Handlers of fired timers, by the scheduled event's class (see Context.schedule).
+    timer_handlers: dict[type[Event], HandlerSpec] = field(default_factory=dict)
+    joins: list[JoinSpec] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not _SERVICE_NAME.match(self.name):
@@ -91,20 +100,74 @@ class Service:
             raise ConfigError(f"{self.name}: {event_class.__name__} declares no schema")
 
         def register(func: HandlerFunc) -> HandlerFunc:
-            if event_class in self.handlers:
-                existing = self.handlers[event_class].name
-                raise ConfigError(
-                    f"{self.name}: two handlers for {event_class.__name__} ({existing} and "
-                    f"{getattr(func, '__qualname__', func)}); one event type has one handler per service"
-                )
+            self._check_unclaimed(event_class, getattr(func, "__qualname__", repr(func)))
             self.handlers[event_class] = HandlerSpec(event_class, func, transactional, retry)
             return func
 
         return register
 
+    def on_timer(self, event_class: type[Event], *, transactional: bool = True
+                 ) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Register the handler of a due timer that carries ``event_class`` (``ctx.schedule(event, at=...)``).
+
+        It gets the scheduled event at its due time, on the partition of its key, and returns what to emit
+        (e.g. nothing if the job finished meanwhile). Without one, a due timer's event is emitted as it is.
+        Transactional by default: a timer handler usually decides against the service's state.
+        """
+        self._check_event_class(event_class, "@on_timer")
+
+        def register(func: HandlerFunc) -> HandlerFunc:
+            if event_class in self.timer_handlers:
+                raise ConfigError(f"{self.name}: two timer handlers for {event_class.__name__}")
+            self.timer_handlers[event_class] = HandlerSpec(event_class, func, transactional)
+            return func
+
+        return register
+
+    def join(self, *parts: type[Event], within: timedelta | float,
+             on_timeout: JoinFunc | None = None) -> Callable[[JoinFunc], JoinFunc]:
+        """Register a handler that runs once every part type has arrived for one key (see choreo.join).
+
+        ``within`` (a timedelta or seconds) counts from the first part; ``on_timeout(parts, ctx)`` runs
+        when it passes with a part missing. A part type is an input of one join or one handler, not both.
+        """
+        if len(parts) < 2:
+            raise ConfigError(f"{self.name}: a join needs at least two event types, got {len(parts)}")
+        if len(set(parts)) != len(parts):
+            raise ConfigError(f"{self.name}: a join lists an event type twice")
+        for event_class in parts:
+            self._check_event_class(event_class, "@join")
+        within_s = within.total_seconds() if isinstance(within, timedelta) else float(within)
+        if within_s <= 0:
+            raise ConfigError(f"{self.name}: a join's time limit must be positive, got {within_s} s")
+
+        def register(func: JoinFunc) -> JoinFunc:
+            for event_class in parts:
+                self._check_unclaimed(event_class, getattr(func, "__qualname__", repr(func)))
+            self.joins.append(JoinSpec(tuple(parts), within_s, func, on_timeout))
+            return func
+
+        return register
+
+    def _check_event_class(self, event_class: Any, where: str) -> None:
+        if not (isinstance(event_class, type) and issubclass(event_class, Event)):
+            raise ConfigError(f"{self.name}: {where} needs an Event subclass, got {event_class!r}")
+        if not hasattr(event_class, "avro_name"):
+            raise ConfigError(f"{self.name}: {event_class.__name__} declares no schema")
+
+    def _check_unclaimed(self, event_class: type[Event], new: str) -> None:
+        """One event type is the input of one handler or one join of a service."""
+        existing = self.handlers[event_class].name if event_class in self.handlers else next(
+            (j.name for j in self.joins if event_class in j.parts), None)
+        if existing is not None:
+            raise ConfigError(
+                f"{self.name}: two handlers for {event_class.__name__} ({existing} and {new}); "
+                "one event type has one handler (or join) per service"
+            )
+
     def bind(self, catalog: SchemaCatalog) -> BoundService:
         """Resolve every handled event against the schema catalog; ConfigError on any mismatch."""
-        if not self.handlers:
+        if not self.handlers and not self.joins:
             raise ConfigError(f"service {self.name!r} declares no handlers")
         inputs: dict[str, tuple[EventBinding, HandlerSpec]] = {}
         for event_class, spec in self.handlers.items():
