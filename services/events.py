@@ -28,6 +28,14 @@ class ReservedLine(BaseModel):
     quantity: int = Field(ge=1)
 
 
+class AuthorizedLine(BaseModel):
+    """A quantity of one SKU a payment authorization covers (inventory reserves from these)."""
+
+    model_config = ConfigDict(frozen=True)
+    sku: str
+    quantity: int = Field(ge=1)
+
+
 # -- orders ------------------------------------------------------------------------------------
 class OrderPlaced(Event, schema=f"{NS}.OrderPlaced", key="order_id"):
     order_id: str
@@ -36,6 +44,7 @@ class OrderPlaced(Event, schema=f"{NS}.OrderPlaced", key="order_id"):
     total_minor: int = Field(ge=0)
     currency: str = Field(min_length=3, max_length=3)
     placed_at: datetime
+    deadline: datetime | None = None  # placed_at + the job's max TTL; None from older producers
 
 
 class OrderCancelled(Event, schema=f"{NS}.OrderCancelled", key="order_id"):
@@ -63,6 +72,8 @@ class PaymentAuthorized(Event, schema=f"{NS}.PaymentAuthorized", key="order_id")
     amount_minor: int = Field(ge=0)
     currency: str
     authorized_at: datetime
+    lines: list[AuthorizedLine] = Field(default_factory=list)  # copied from OrderPlaced
+    deadline: datetime | None = None
 
 
 class PaymentDeclined(Event, schema=f"{NS}.PaymentDeclined", key="order_id"):
@@ -85,6 +96,7 @@ class PaymentRefunded(Event, schema=f"{NS}.PaymentRefunded", key="order_id"):
 class FraudCheckPassed(Event, schema=f"{NS}.FraudCheckPassed", key="order_id"):
     order_id: str
     score: float
+    deadline: datetime | None = None
 
 
 class FraudCheckFailed(Event, schema=f"{NS}.FraudCheckFailed", key="order_id"):
@@ -98,6 +110,7 @@ class StockReserved(Event, schema=f"{NS}.StockReserved", key="order_id"):
     order_id: str
     reservation_id: str
     lines: list[ReservedLine]
+    deadline: datetime | None = None
 
 
 class StockUnavailable(Event, schema=f"{NS}.StockUnavailable", key="order_id"):
