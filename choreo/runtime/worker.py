@@ -144,7 +144,8 @@ class Worker:
             consumer = Consumer(consumer_config(self.settings, self.bound.name))
             topics = self.subscribed_topics()
             consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
-            log.info("service %s consuming %s", self.bound.name, ", ".join(topics))
+            log.info("service %s consuming %s; path %s", self.bound.name, ", ".join(topics),
+                     processor.pipeline.describe())
             self._loop(consumer, processor)
         finally:
             self._shutdown(consumer, processor, store)
