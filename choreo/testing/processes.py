@@ -29,6 +29,27 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: floa
     raise TimeoutError(f"timed out after {timeout_s:.1f}s waiting for {message}")
 
 
+def choreo_command(args: Sequence[str]) -> list[str]:
+    """The argv that runs ``choreo <args>`` with this interpreter (no console script needed on PATH)."""
+    return [sys.executable, "-m", "choreo.cli.main", *args]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process ``pid`` exists and is not a zombie (a dead child not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces, so split after the last ')'.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): kill(0) succeeding is all we know
+    return state != "Z"
+
+
 class ChoreoProcess:
     """``python -m choreo.cli.main <args>`` in a child process with its own environment and log file."""
 
@@ -43,7 +64,7 @@ class ChoreoProcess:
     def start(self) -> ChoreoProcess:
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "choreo.cli.main", *self.args],
+            choreo_command(self.args),
             env=self.env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.cwd,
         )
         return self
