@@ -6,10 +6,13 @@ import logging
 import signal
 
 import typer
+from fastapi import FastAPI
 
+from choreo.api import ApiDeps, ServiceApi
 from choreo.cli.errors import friendly_errors
 from choreo.config import Settings
-from choreo.observability.http import BackgroundHTTPServer, create_health_app
+from choreo.errors import ConfigError
+from choreo.observability.http import BackgroundHTTPServer, add_health_routes, create_health_app
 from choreo.runtime.gctune import tune_gc
 from choreo.runtime.loader import load_service
 from choreo.runtime.worker import Worker
@@ -31,13 +34,26 @@ def run(
     worker = Worker(bound, settings, batch_size=batch_size, batch_wait_s=batch_wait_ms / 1000)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
-    http = BackgroundHTTPServer(
-        create_health_app(is_alive=lambda: True, is_ready=worker.ready.is_set),
-        settings.http_host, settings.http_port,
-    ).start()
-    log.info("service %s http on %s:%d (/metrics /healthz /readyz)", bound.name, http.host, http.port)
+    api, deps = bound.service.api, None
+    if api is None:
+        app: FastAPI = create_health_app(is_alive=lambda: True, is_ready=worker.ready.is_set)
+        port = settings.http_port
+    elif isinstance(api, ServiceApi):
+        deps = ApiDeps(settings, bound.name)
+        app, port = api.build(deps), api.port(settings)
+        add_health_routes(app, is_alive=lambda: True, is_ready=worker.ready.is_set)
+    else:
+        raise ConfigError(f"{bound.name}: Service.api must be a choreo.api.ServiceApi, got {type(api).__name__}")
+    http = BackgroundHTTPServer(app, settings.http_host, port).start()
+    if deps is None:
+        log.info("service %s http on %s:%d (/metrics /healthz /readyz)", bound.name, http.host, http.port)
+    else:
+        log.info("service %s API on http://%s:%d (/openapi.json /metrics /healthz /readyz)",
+                 bound.name, http.host, http.port)
     tune_gc(settings.gc_threshold)
     try:
         worker.run()
     finally:
         http.stop()
+        if deps is not None:
+            deps.close()
