@@ -217,8 +217,8 @@ def _print_addresses(stack: DevStack) -> None:
     names = {p.name for p in plan.processes}
     console.print(f"order API {plan.order_api_url}" + ("" if "order" in names else "  (services/order.py missing)"))
     console.print(f"progress  {plan.progress_url}" + ("" if "progress" in names else "  (no `choreo progress` yet)"))
-    for name, port in plan.metrics_ports.items():
-        console.print(f"metrics   {name:<13} http://{plan.host}:{port}/metrics")
+    for name, url in plan.metrics_urls().items():
+        console.print(f"metrics   {name:<13} {url}")
     missing = [p.name for p in REFERENCE_PROCESSES if p.name not in names]
     if missing:
         console.print(f"not here  {', '.join(missing)} (not in this checkout yet)")
@@ -253,8 +253,8 @@ def dev(
                    external_bootstrap=bootstrap_servers, external_registry=registry_url)
     plan.check_ports()
     topics = needed_topics(catalog, plan.service_names)
-    plan.metrics_ports = assign_metrics_ports([p.name for p in processes if p.kind == "service"], host,
-                                              metrics_base_port)
+    plan.metrics_ports = assign_metrics_ports(
+        [p.name for p in processes if p.kind == "service" and p.api is None], host, metrics_base_port)
     token = os.environ.get("CHOREO_SERVICE_TOKEN") or secrets.token_urlsafe(32)
     stop = _stop_event()
     stack = DevStack(plan, settings, token, stop)

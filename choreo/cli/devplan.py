@@ -6,8 +6,9 @@ the progress observer. An entry takes part only when it exists in this checkout 
 while the shop is being written and picks up each part as it lands, instead of crash-looping on a
 missing module.
 
-Ports: the broker, registry, order API and progress service have fixed defaults (SPEC §4). Each other
-process's ``/metrics`` port is ``metrics_base + its index in REFERENCE_PROCESSES``, so a service keeps
+Ports: the broker, registry, order API and progress service have fixed defaults (SPEC §4); a process
+with an API serves ``/metrics`` there too (one server, see `choreo run`). Each other process's
+``/metrics`` port is ``metrics_base + its index in REFERENCE_PROCESSES``, so a service keeps
 its port across restarts and dev runs (a Prometheus scrape config can name it); a taken one falls back to
 a free port, and ``metrics_base=0`` takes free ports throughout (tests).
 """
@@ -104,6 +105,15 @@ class DevPlan:
     @property
     def service_names(self) -> list[str]:
         return [p.name for p in self.processes if p.kind == "service"]
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each process serves /metrics: its API port if it has one (one server), else its own."""
+        urls = {}
+        for process in self.processes:
+            port = self.api_port(process) or self.metrics_ports.get(process.name)
+            if port:
+                urls[process.name] = f"http://{self.host}:{port}/metrics"
+        return urls
 
     def api_port(self, process: ReferenceProcess) -> int | None:
         return {"order": self.order_api_port, "progress": self.progress_port}.get(process.api or "")

@@ -8,6 +8,7 @@ import os
 import typer
 
 from choreo.cli import broker as broker_cmd
+from choreo.cli import demo as demo_cmd
 from choreo.cli import dev as dev_cmd
 from choreo.cli import dlq as dlq_cmd
 from choreo.cli import registry as registry_cmd
@@ -28,6 +29,7 @@ app.add_typer(schemas_cmd.app, name="schemas")
 app.command("run")(run_cmd.run)
 app.add_typer(topics_cmd.app, name="topics")
 app.command("dev")(dev_cmd.dev)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(dlq_cmd.app, name="dlq")
 
 

@@ -147,7 +147,7 @@ class Supervisor:
             try:
                 child.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.say(f"{child.spec.name} did not stop within {timeout_s:.0f}s, killing it", "red")
+                self.say(f"{child.spec.name} did not stop within {timeout_s:g}s, killing it", "red")
                 child.process.kill()
                 child.process.wait()
             if child.pump is not None:

@@ -113,8 +113,9 @@ def test_dev_runs_every_service_restarts_a_killed_one_and_stops_cleanly(tmp_path
         assert process.process.wait(60) == 0, _log(process)
         output = _log(process)
         assert "Traceback" not in output
-        assert output.index("stopping " + ", ".join(EXISTING)) < output.index("stopping registry") \
-            < output.index("stopping broker") < output.index("stopped")
+        assert output.index("\nstopping " + ", ".join(EXISTING) + "\n") < output.index("\nstopping registry\n") \
+            < output.index("\nstopping broker\n")
+        assert output.endswith("\nstopping broker\nstopped\n")
         left = {name: pid for name, pid in children.items() if pid_alive(pid)}
         assert not left, f"still running after dev stopped: {left}"
         assert not (state / "dev" / "pids.json").exists()
