@@ -173,17 +173,26 @@ class Service:
         for event_class, spec in self.handlers.items():
             binding = bind(event_class, catalog)
             inputs[binding.type_name] = (binding, spec)
-        return BoundService(self, catalog, inputs)
+        timer_inputs = {}
+        for event_class, spec in self.timer_handlers.items():
+            binding = bind(event_class, catalog)
+            timer_inputs[binding.type_name] = (binding, spec)
+        joins = [(spec, {cls: bind(cls, catalog) for cls in spec.parts}) for spec in self.joins]
+        return BoundService(self, catalog, inputs, timer_inputs, joins)
 
 
 class BoundService:
     """A service joined to its schemas: what topics it reads and how to bind what it emits."""
 
     def __init__(self, service: Service, catalog: SchemaCatalog,
-                 inputs: dict[str, tuple[EventBinding, HandlerSpec]]) -> None:
+                 inputs: dict[str, tuple[EventBinding, HandlerSpec]],
+                 timer_inputs: dict[str, tuple[EventBinding, HandlerSpec]] | None = None,
+                 joins: list[tuple[JoinSpec, dict[type[Event], EventBinding]]] | None = None) -> None:
         self.service = service
         self.catalog = catalog
-        self.inputs = inputs
+        self.inputs = inputs  # consumed event type → its @handler
+        self.timer_inputs = timer_inputs or {}  # scheduled event type → its @on_timer handler
+        self.joins = joins or []  # each join with the bindings of its parts
         self._outputs: dict[type[Event], EventBinding] = {}
 
     @property
@@ -193,7 +202,9 @@ class BoundService:
     @property
     def topics(self) -> list[str]:
         """The domain topics this service reads (its retry topics come from its failure policy)."""
-        return sorted({binding.topic for binding, _ in self.inputs.values()})
+        topics = {binding.topic for binding, _ in self.inputs.values()}
+        topics.update(binding.topic for _, bindings in self.joins for binding in bindings.values())
+        return sorted(topics)
 
     def retry_policies(self) -> dict[str, RetryPolicy]:
         """Per-event-type retry overrides (``ce_type`` → policy)."""

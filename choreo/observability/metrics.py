@@ -22,3 +22,11 @@ DEAD_LETTERED = Counter("choreo_dead_lettered", "Events sent to the dead-letter 
                         ["service", "topic", "reason"])
 DUPLICATES = Counter("choreo_duplicates_skipped", "Events skipped as already processed", ["service", "event_type"])
 SKIPPED_POISON = Counter("choreo_poison_records", "Records that could not be decoded", ["service", "topic"])
+TIMERS_FIRED = Counter("choreo_timers_fired", "Durable timers fired (their records handed to the stages)", ["service"])
+JOIN_LATE_PARTS = Counter("choreo_join_late_parts", "Join parts that arrived after their join completed or timed out",
+                          ["service", "join"])
+JOIN_DUPLICATE_PARTS = Counter("choreo_join_duplicate_parts",
+                               "Join parts whose type had already arrived for the key (the first copy counts)",
+                               ["service", "join"])
+JOINS_CLOSED = Counter("choreo_joins_closed", "Joins closed, by outcome (completed, timed-out)",
+                       ["service", "join", "outcome"])

@@ -61,7 +61,7 @@ def original_position(message: Message, headers: dict[str, bytes]) -> list[tuple
         return []  # already among the carried headers
     return [(RETRY_ORIGINAL_TOPIC, message.topic().encode()),
             (RETRY_ORIGINAL_PARTITION, str(message.partition()).encode()),
-            (RETRY_ORIGINAL_OFFSET, str(message.offset()).encode())]
+            (RETRY_ORIGINAL_OFFSET, str(message.offset() if message.offset() is not None else -1).encode())]
 
 
 def failure_headers(error: BaseException, *, reason: str, attempts: int, service: str,

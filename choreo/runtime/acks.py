@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Message
@@ -36,6 +36,9 @@ class UnackedBatch:
     outcome: Any  # BatchOutcome (not imported: batch.py imports this module)
     marks: list[str]
     outbox_sent: list[str]
+    # Store writes that wait for the batch's acknowledgements (timers of plain handlers, fired timers'
+    # rows to delete): applied by the settle, before the marks. Idempotent: a retried settle re-applies.
+    effects: list[Callable[[], None]] = field(default_factory=list)
 
 
 class FlushFailed(ChoreoError):

@@ -25,38 +25,25 @@ from datetime import UTC, datetime
 from confluent_kafka import Message, TopicPartition
 
 from choreo.envelope import format_time
-from choreo.events import EventBinding
+from choreo.events import Event
 from choreo.idempotency import IdempotencyStore
 from choreo.kafka.producer import ReliableProducer
 from choreo.observability import metrics
-from choreo.observability.histogram import Tally
 from choreo.runtime.acks import AckGroup, UnackedBatch
 from choreo.runtime.failures import FailurePolicy
 from choreo.runtime.intake import Intake, Pause
-from choreo.runtime.invoke import build_chain
 from choreo.runtime.marks import MarkWriter
 from choreo.runtime.ordering import KeyOrdering
 from choreo.runtime.pipeline import Pipeline, Status
+from choreo.runtime.routes import Route, Routes
 from choreo.runtime.stages import BatchScope, build_stages
+from choreo.runtime.timers import Effect, TimerBook, TimerSource
 from choreo.serde.avro import AvroEventSerde
-from choreo.service import BoundService, Handler
+from choreo.service import BoundService
 
 __all__ = ["BatchOutcome", "BatchProcessor", "Pause", "Route"]
 
 log = logging.getLogger(__name__)
-
-
-class Route:
-    """Everything the hot path needs about one input event type, looked up once per record."""
-
-    __slots__ = ("binding", "type_name", "transactional", "chain", "tally")
-
-    def __init__(self, binding: EventBinding, transactional: bool, chain: Handler, tally: Tally) -> None:
-        self.binding = binding
-        self.type_name = binding.type_name
-        self.transactional = transactional
-        self.chain = chain  # the handler wrapped in the service's middleware
-        self.tally = tally  # handler durations, merged into Prometheus once per batch
 
 
 @dataclass
@@ -89,20 +76,20 @@ class BatchProcessor:
         self.marks = MarkWriter(store, self.service)
         # Ordered retries write their parking changes per batch, before the next batch reads them.
         self.acks = AckGroup(producer, max_batches=1 if self.ordering is not None else 5)
-        self._routes: dict[str, Route] = {
-            type_name: Route(binding, spec.transactional, build_chain(spec, loop, bound.service.middleware),
-                             metrics.HANDLER_DURATION.tally())
-            for type_name, (binding, spec) in bound.inputs.items()
-        }
-        self.intake = Intake(self.service, self._route_of,
+        self.routes = Routes(bound, loop, serde)
+        self.intake = Intake(self.service, self.routes.of,
                              lambda message, exc: failures.on_poison(message, exc, producer))
+        self.timer_source = TimerSource(self.service, store)
         self.scope = BatchScope(self.service)
+        self.scope.timers = TimerBook(self.service, store, self._encode_for_timer, self.timer_source.scheduled)
         self.pipeline = Pipeline(build_stages(scope=self.scope, bound=bound, serde=serde, producer=producer,
                                               store=store, failures=failures, ordering=self.ordering,
                                               seen=self._seen))
+        self._effects: list[Effect] = []
 
-    def _route_of(self, event_type: str, headers: dict[str, bytes]) -> Route | None:
-        return self._routes.get(event_type)
+    def _encode_for_timer(self, event: Event) -> tuple[str, str, bytes]:
+        binding = self.bound.output_binding(type(event))
+        return binding.topic, binding.type_name, self.serde.encode(binding, event)
 
     # -- the batch -------------------------------------------------------------------------------
 
@@ -110,8 +97,13 @@ class BatchProcessor:
         """Handle ``messages`` and queue every resulting record; the caller then :meth:`defer`s the batch."""
         self._clear_counters()  # a re-run batch counts once: what a failed attempt counted is dropped
         self.scope.reset(format_time(datetime.now(UTC)))
+        self.scope.timers.take_deferred()  # what a failed attempt deferred is dropped: the re-run defers it again
         recs, offsets, pauses = self.intake.take(messages)
         self.pipeline.run(recs)
+        self._effects = self.scope.timers.take_deferred()
+        fired = [rec.event_id for rec in recs if rec.message.offset() is None]
+        if fired:
+            self._effects.append(self.timer_source.fired_effect(fired))
         outcome = BatchOutcome(offsets=offsets, pauses=pauses)
         for rec in recs:
             status = rec.status
@@ -127,7 +119,7 @@ class BatchProcessor:
 
     def defer(self, outcome: BatchOutcome, messages: Sequence[Message]) -> None:
         """Hand the processed batch to :attr:`acks`; it is recorded when the group is settled."""
-        self.acks.add(UnackedBatch(messages, outcome, self.scope.marks, self.scope.outbox_sent))
+        self.acks.add(UnackedBatch(messages, outcome, self.scope.marks, self.scope.outbox_sent, self._effects))
         self._flush_counters()
 
     def settle(self, *, give_up: threading.Event | None = None) -> list[BatchOutcome]:
@@ -145,6 +137,8 @@ class BatchProcessor:
                 self.store.outbox_sent(self.service, batch.outbox_sent)
             if self.ordering is not None:  # one batch per group: its parking changes, before its marks
                 self.ordering.finish(self.producer)
+            for effect in batch.effects:  # timers: idempotent writes, so a retried settle may repeat them
+                effect()
             self.marks.submit(batch.marks, batch.outcome.offsets, give_up=give_up)
             self.acks.settled(batch)
             settled.append(batch.outcome)
@@ -172,14 +166,14 @@ class BatchProcessor:
             metrics.PRODUCED.labels(self.service, binding.topic, binding.type_name).inc(count)
         for type_name, count in self.scope.duplicates.items():
             metrics.DUPLICATES.labels(self.service, type_name).inc(count)
-        for type_name, route in self._routes.items():
+        for route in self.routes:
             if route.tally:
-                metrics.HANDLER_DURATION.merge((self.service, type_name), route.tally)
+                metrics.HANDLER_DURATION.merge((self.service, route.type_name), route.tally)
         self._clear_counters()
 
     def _clear_counters(self) -> None:
         self.intake.consumed.clear()
         self.scope.produced.clear()
         self.scope.duplicates.clear()
-        for route in self._routes.values():
+        for route in self.routes:
             route.tally.clear()

@@ -7,8 +7,8 @@ Intake is not a stage: it *creates* the records the stages walk. One pass over t
 - ``identify`` reads the envelope's id and type from the headers only; a record without them is poison;
 - the route is looked up by ``ce_type`` (a fired timer's by its ``choreo-timer`` header); records of
   other event types on a shared topic are skipped undecoded;
-- fired timers (see :mod:`choreo.runtime.timers`) arrive as records with a negative offset: they are
-  handled like any record but store no offset.
+- fired timers (see :mod:`choreo.runtime.timers`) arrive as records without an offset: they are
+  handled like any record but store none.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Intake:
                     pauses.append(Pause(*position, message.offset(), due))
                     continue
             offset = message.offset()
-            if offset >= 0:  # fired timers are not in any partition's log: nothing to store
+            if offset is not None:  # fired timers (offset None) are in no partition's log: nothing to store
                 last[position] = offset
             try:
                 event_id, event_type = identify(headers)

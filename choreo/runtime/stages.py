@@ -41,13 +41,13 @@ class BatchScope:
         self.service = service
         self.produced: Counter[type[Event]] = Counter()
         self.duplicates: Counter[str] = Counter()
+        self.timers: Any = None  # the worker's TimerBook: ctx.schedule / ctx.cancel go through it
         self.reset("")
 
     def reset(self, batch_time: str) -> None:
         self.time = batch_time  # one ce_time per batch
         self.marks: list[str] = []  # ids to mark processed once the batch is acknowledged
         self.outbox_sent: list[str] = []  # transactional inputs whose outbox was produced
-        self.timers: Any = None  # the batch's TimerBook (set by the processor when timers are on)
 
 
 class Dedupe(Stage):
@@ -98,7 +98,7 @@ class KeyOrder(Stage):
 
     def enter(self, rec: Rec) -> bool:
         key = rec.key
-        if key is not None and self.ordering.must_park(key, rec.event_id):
+        if key is not None and self.ordering.must_park(key, rec.event_id) and rec.message.offset() is not None:
             self.ordering.park(key, rec.message, rec.event_id)
             rec.status = Status.PARKED
             return False
@@ -106,7 +106,7 @@ class KeyOrder(Stage):
 
     def leave(self, rec: Rec) -> None:
         status = rec.status
-        if status == Status.PARKED or rec.message.offset() < 0:
+        if status == Status.PARKED or rec.message.offset() is None:
             return  # parked: waits its turn; a fired timer never blocks or releases a key
         if status == Status.RETRY:
             self.ordering.retrying(rec.key, rec.event_id)

@@ -40,6 +40,7 @@ from choreo.runtime.acks import FlushFailed
 from choreo.runtime.backoff import Backoff
 from choreo.runtime.batch import BatchOutcome, BatchProcessor, Pause
 from choreo.runtime.failures import FailurePolicy
+from choreo.runtime.tables import create_tables
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
 
@@ -132,6 +133,7 @@ class Worker:
         """Consume until stopped. Raises InfrastructureError if the stack stays unreachable."""
         self.ensure_topics()
         store = self._store or open_store(self.settings, self.bound.name)
+        create_tables(store, self.bound)
         loop = asyncio.new_event_loop()
         processor: BatchProcessor | None = None
         consumer: Consumer | None = None
@@ -155,6 +157,9 @@ class Worker:
         while not self._stop.is_set():
             self._resume_due(consumer)
             messages = consumer.consume(self.batch_size, self._batch_wait())
+            fired = processor.timer_source.due(now_ms())  # due timers join the batch, after its records
+            if fired:
+                messages = [*messages, *fired]
             pending: list[Sequence[Any]] = [messages] if messages else []
             # Delivery reports count as outstanding until served: serve them (per batch) before asking.
             processor.producer.poll()
@@ -263,6 +268,9 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update((p.topic, p.partition) for p in partitions)
+        if self._processor is not None:  # timers belong to the partition indexes of our domain topics
+            domain = set(self.bound.topics)
+            self._processor.timer_source.assigned(p for t, p in self._assigned if t in domain)
         log.info("assigned service=%s partitions=%s", self.bound.name,
                  [(p.topic, p.partition) for p in partitions])
         self.ready.set()
@@ -287,6 +295,8 @@ class Worker:
             self._store_offsets(consumer, processor.marks.drain(self.shutdown_timeout_s))
         self._commit(consumer)
         self._assigned.difference_update((p.topic, p.partition) for p in partitions)
+        if processor is not None:
+            processor.timer_source.revoked()
 
     def _settle_last(self, processor: BatchProcessor, moment: str) -> None:
         """Settle once, without retrying: a batch left unsettled keeps its offsets unstored and is

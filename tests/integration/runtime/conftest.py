@@ -68,3 +68,23 @@ def running(service: Service, env: EchoEnv, **worker_options: Any) -> Iterator[W
     assert not thread.is_alive(), "worker did not stop within 30 s"
     if errors:
         raise errors[0]
+
+
+@dataclass
+class TimedEnv(EchoEnv):
+    side_topic: str = ""
+
+
+@pytest.fixture
+def timed_env(kafka_config: dict[str, Any], schema_registry_url: str, unique: Callable[[str], str],
+              tmp_path: Path) -> TimedEnv:
+    """Topics and schemas of tests/support/timed.py (Start/Stop/Left in, Right on the side, outputs out)."""
+    from tests.support.timed import write_timed_schemas
+
+    topics = {"in": unique("starts"), "side": unique("rights"), "out": unique("reminders")}
+    schemas_dir = write_timed_schemas(tmp_path / "schemas", topics)
+    settings = Settings(bootstrap_servers=kafka_config["bootstrap.servers"], schema_registry_url=schema_registry_url,
+                        state_dir=tmp_path / "state", schemas_dir=schemas_dir, topic_partitions=4)
+    ensure_topics(kafka_config, [TopicSpec(t, 4) for t in topics.values()])
+    return TimedEnv(settings, topics["in"], topics["out"], SchemaCatalog.load(schemas_dir), kafka_config,
+                    side_topic=topics["side"])
