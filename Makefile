@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SERVICE ?=
 ARGS ?=
 
-.PHONY: install dev test run register-schemas replay-dlq graph bench bench-quix-env bench-faststream-env bench-faust-env lint clean
+.PHONY: install dev demo test run register-schemas replay-dlq graph bench bench-quix-env bench-faststream-env bench-faust-env lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "choreo needs Python 3.11+"'
@@ -19,6 +19,10 @@ install: $(STAMP)
 
 dev: $(STAMP)
 	$(BIN)/choreo dev
+
+# Against a running `make dev`: make demo ARGS='--orders 1000 --rate 50 --strict'
+demo: $(STAMP)
+	$(BIN)/choreo demo $(or $(ARGS),--orders 200)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
