@@ -44,6 +44,9 @@ MAX_LONG = 2**63 - 1  # Avro long: every amount must fit
 MAX_INT = 2**31 - 1  # Avro int: the quantity
 MAX_TTL_S = 86_400.0  # a day: a job's deadline must stay a sane timestamp
 DEFAULT_PROGRESS_URL = "http://127.0.0.1:8001"
+# Concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL's catalog: serialise with the runtime's DDL
+# (choreo.runtime.tables takes this advisory lock too).
+DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('choreo.runtime.tables'))"
 
 
 class LineRequest(BaseModel):
@@ -113,6 +116,8 @@ class OrderDesk:
             if self._store is None:
                 store = self.deps.open_store()
                 with store.transaction(self.deps.service) as tx:
+                    if tx.dialect == "postgresql":  # the same lock the worker takes for its DDL at start
+                        execute(tx, DDL_LOCK)
                     for ddl in STATE_DDL:  # the consumer may not have started yet: create the table here too
                         execute(tx, ddl)
                 self._store = store
@@ -180,7 +185,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         try:
             order = OrderRequest.model_validate_json(body)
         except ValidationError as exc:
-            return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, 422)
+            # No "input" echo: it may be bytes (not JSON) and up to 64 KiB of the caller's own body.
+            return JSONResponse({"detail": exc.errors(include_url=False, include_context=False,
+                                                      include_input=False)}, 422)
         try:
             accepted = await run_in_threadpool(desk.place, order)
         except Exception:  # noqa: BLE001 - infrastructure trouble: the client may retry, never a traceback

@@ -37,7 +37,7 @@ from choreo.runtime.worker import Worker
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import Service
-from choreo.state import execute, fetchone
+from choreo.state import fetchone
 from choreo.testing.processes import wait_until
 from services.events import ALL_EVENTS, OrderLine, OrderPlaced
 
@@ -117,21 +117,10 @@ def make_env(kafka_config: dict[str, Any], registry_url: str, root: Path, **sett
     return env
 
 
-def create_state(service: Service, env: ShopEnv) -> None:
-    """Run ``service.state_ddl`` (the runtime does it at start too; IF NOT EXISTS makes it idempotent)."""
-    store = env.store(service)
-    try:
-        with store.transaction(env.service_name(service)) as tx:
-            for ddl in service.state_ddl:
-                execute(tx, ddl)
-    finally:
-        store.close()
-
-
 @contextmanager
 def running(service: Service, env: ShopEnv, **worker_options: Any) -> Iterator[Worker]:
-    """Run ``service`` (under its suffixed name) on a thread until the block ends."""
-    create_state(service, env)
+    """Run ``service`` (under its suffixed name) on a thread until the block ends (the worker creates
+    its state tables at start)."""
     renamed = dataclasses.replace(service, name=env.service_name(service))
     worker = Worker(renamed.bind(env.catalog), env.settings, **worker_options)
     errors: list[BaseException] = []
