@@ -42,6 +42,15 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+def _json(answer: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, or {} for anything else (never an exception mid-run)."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 class DemoClient:
     """Runs one demo; ``on_placed`` / ``on_finished`` are called once per order (progress bar)."""
 
@@ -51,6 +60,7 @@ class DemoClient:
         self.base_url, self.rate, self.timeout_s = base_url.rstrip("/"), rate, timeout_s
         self.poll_interval_s, self.concurrency = poll_interval_s, concurrency
         self.on_placed, self.on_finished = on_placed, on_finished
+        self._slots: asyncio.Semaphore  # requests in flight, made inside the run's event loop
 
     def run(self, orders: Sequence[PlannedOrder]) -> list[OrderResult]:
         return asyncio.run(self._run(orders))
@@ -81,9 +91,12 @@ class DemoClient:
             except httpx.HTTPError as exc:
                 result.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
-                if answer.status_code == 202:
+                order_id = _json(answer).get("order_id") if answer.status_code == 202 else None
+                if order_id:
                     result.accepted_at = time.time()
-                    result.order_id = str(answer.json()["order_id"])
+                    result.order_id = str(order_id)
+                elif answer.status_code == 202:
+                    result.error = "HTTP 202 without an order_id"
                 else:
                     result.error = f"HTTP {answer.status_code}"
         self.on_placed()
@@ -108,9 +121,9 @@ class DemoClient:
                 answer = await http.get(f"/orders/{result.order_id}")
             except httpx.HTTPError:
                 return  # transient: asked again next round
-        if answer.status_code != 200:
-            return  # 404 until the order is visible: asked again next round
-        state = answer.json()
+        state = _json(answer) if answer.status_code == 200 else {}
+        if not state:
+            return  # 404 until the order is visible, or a bad answer: asked again next round
         result.status, result.reason = state.get("status"), state.get("reason")
         result.placed_at, result.finished_at = _time(state.get("placed_at")), _time(state.get("finished_at"))
         if result.terminal:

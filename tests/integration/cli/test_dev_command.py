@@ -160,3 +160,20 @@ def test_dev_refuses_two_parts_on_one_port(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: the broker and the registry cannot both use port {port}"
+
+
+@pytest.mark.timeout(120)
+def test_the_broker_dying_ends_dev_with_one_error_and_no_process_left(tmp_path: Path) -> None:
+    process, _ = start_dev(tmp_path)
+    try:
+        children = _pids(tmp_path / ".choreo")
+        os.kill(children["broker"], signal.SIGKILL)
+        assert process.process is not None
+        assert process.process.wait(60) == 1
+        output = _log(process)
+        assert "the broker exited; its in-memory data is gone, stopping dev" in output
+        assert "Traceback" not in output
+        left = {name: pid for name, pid in children.items() if pid_alive(pid)}
+        assert not left, f"still running after dev stopped: {left}"
+    finally:
+        process.terminate()
