@@ -88,3 +88,6 @@ def timed_env(kafka_config: dict[str, Any], schema_registry_url: str, unique: Ca
     ensure_topics(kafka_config, [TopicSpec(t, 4) for t in topics.values()])
     return TimedEnv(settings, topics["in"], topics["out"], SchemaCatalog.load(schemas_dir), kafka_config,
                     side_topic=topics["side"])
+
+
+from tests.integration.idempotency.conftest import pg_url  # noqa: E402,F401 - the PostgreSQL fixture, shared

@@ -95,3 +95,14 @@ def test_a_pending_part_survives_a_restart(timed_env: TimedEnv, unique) -> None:
         read_topic(timed_env.kafka_config, timed_env.out_topic, until=lambda got: len(got) >= 2, timeout_s=30)
         time.sleep(1.0)  # kept's limit passed too: it was cancelled when the join completed
     assert _outputs(timed_env) == {"kept": ["Both"], "expires": ["Missing"]}
+
+
+def test_joins_and_their_limits_on_postgresql(timed_env: TimedEnv, unique, pg_url: str) -> None:
+    """The same join, with its parts, closed markers and timers in PostgreSQL instead of SQLite."""
+    timed_env.settings = timed_env.settings.model_copy(update={"store_url": pg_url})
+    with running(_join_service(unique("joins")), timed_env):
+        _publish(timed_env, Right(key="pg-both", y=1), Left(key="pg-alone", x=2))
+        _publish(timed_env, Left(key="pg-both", x=3), Left(key="pg-both", x=4))
+        read_topic(timed_env.kafka_config, timed_env.out_topic, until=lambda got: len(got) >= 2, timeout_s=30)
+        time.sleep(0.5)
+    assert _outputs(timed_env) == {"pg-both": ["Both"], "pg-alone": ["Missing"]}
