@@ -88,6 +88,7 @@ class DevStack:
     def start(self, catalog: SchemaCatalog, topics: set[str], timeout_s: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.plan.external_bootstrap:
+            self._forget_stores()
             self.broker = EmbeddedBroker(self.plan.host, self.plan.broker_port,
                                          log_path=self.log_dir / "broker.log", new_session=True)
             self.broker.start(timeout_s=timeout_s)
@@ -104,6 +105,16 @@ class DevStack:
             env = {"CHOREO_HTTP_PORT": str(self.plan.metrics_ports.get(process.name, 0))}
             self.supervisor.start(ProcessSpec(process.name, choreo_command(self.plan.argv(process)), env))
         self._wait_ready({p.name: self.plan.health_bases(p) for p in self.plan.processes}, timeout_s)
+
+    def _forget_stores(self) -> None:
+        """The embedded broker starts empty (in-memory), so the services' SQLite stores of an earlier run
+        describe a world that is gone: timers of its orders would fire into this one, stock counts and
+        marks would carry over. Start them afresh too (PostgreSQL stores, set by the user, are kept)."""
+        if (self.settings.store_url or "").strip():
+            return
+        for process in self.plan.processes:
+            for path in self.settings.state_dir.glob(f"{process.name}.sqlite3*"):
+                path.unlink(missing_ok=True)
 
     def _spawned(self, child: Child) -> None:
         verb = f"restarted (restart {child.restarts})" if child.restarts else "started"

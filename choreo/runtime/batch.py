@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Message, TopicPartition
 
@@ -32,6 +33,7 @@ from choreo.observability import metrics
 from choreo.runtime.acks import AckGroup, UnackedBatch
 from choreo.runtime.failures import FailurePolicy
 from choreo.runtime.intake import Intake, Pause
+from choreo.runtime.joins import expire_closed
 from choreo.runtime.marks import MarkWriter
 from choreo.runtime.ordering import KeyOrdering
 from choreo.runtime.pipeline import Pipeline, Status
@@ -42,6 +44,8 @@ from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
 
 __all__ = ["BatchOutcome", "BatchProcessor", "Pause", "Route"]
+
+_SWEEP_INTERVAL_S = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class BatchProcessor:
                                               store=store, failures=failures, ordering=self.ordering,
                                               seen=self._seen))
         self._effects: list[Effect] = []
+        self._next_sweep = 0.0  # monotonic time of the next sweep of old closed-join markers
 
     def _encode_for_timer(self, event: Event) -> tuple[str, str, bytes]:
         binding = self.bound.output_binding(type(event))
@@ -142,6 +147,10 @@ class BatchProcessor:
             self.marks.submit(batch.marks, batch.outcome.offsets, give_up=give_up)
             self.acks.settled(batch)
             settled.append(batch.outcome)
+        if self.bound.joins and time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + _SWEEP_INTERVAL_S
+            retention = getattr(self.store, "retention", timedelta(days=7))
+            expire_closed(self.store, self.service, int((time.time() - retention.total_seconds()) * 1000))
         return settled
 
     def close(self, timeout_s: float = 30.0) -> list[list[TopicPartition]]:

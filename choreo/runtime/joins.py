@@ -129,6 +129,13 @@ class JoinTimeout:
         return self.on_timeout(Joined(self.spec.parts, parts), ctx)  # type: ignore[arg-type]
 
 
+def expire_closed(store: Any, service: str, older_than_ms: int) -> None:
+    """Forget closed-join markers older than ``older_than_ms`` (the store's retention: a part that old
+    cannot be redelivered any more, so nothing is left for the marker to turn away)."""
+    with store.transaction(service) as tx:
+        execute(tx, "DELETE FROM choreo_join_closed WHERE service = ? AND closed_ms < ?", (service, older_than_ms))
+
+
 JOIN_TABLES = {
     dialect: [
         """CREATE TABLE IF NOT EXISTS choreo_join_parts (
