@@ -44,7 +44,11 @@ def run(
         add_health_routes(app, is_alive=lambda: True, is_ready=worker.ready.is_set)
     else:
         raise ConfigError(f"{bound.name}: Service.api must be a choreo.api.ServiceApi, got {type(api).__name__}")
-    http = BackgroundHTTPServer(app, settings.http_host, port).start()
+    try:
+        http = BackgroundHTTPServer(app, settings.http_host, port).start()
+    except OSError as exc:  # a taken port (the order API's 8000, say) is one clear line, not a traceback
+        raise ConfigError(f"{bound.name}: cannot serve HTTP on {settings.http_host}:{port}: {exc.strerror or exc}"
+                          ) from None
     if deps is None:
         log.info("service %s http on %s:%d (/metrics /healthz /readyz)", bound.name, http.host, http.port)
     else:
