@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, StrictFloat, StrictInt, ValidationError, 
 from choreo.api import ApiDeps
 from choreo.envelope import new_id
 from choreo.idempotency import IdempotencyStore
+from choreo.runtime.tables import DDL_LOCK
 from choreo.state import execute, fetchone
 from services.events import OrderLine, OrderPlaced
 from services.order_state import SELECT_ORDER, STATE_DDL, lines_json, order_view
@@ -46,7 +47,7 @@ MAX_TTL_S = 86_400.0  # a day: a job's deadline must stay a sane timestamp
 DEFAULT_PROGRESS_URL = "http://127.0.0.1:8001"
 # Concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL's catalog: serialise with the runtime's DDL
 # (choreo.runtime.tables takes this advisory lock too).
-DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('choreo.runtime.tables'))"
+
 
 
 class LineRequest(BaseModel):
@@ -110,8 +111,9 @@ class OrderDesk:
         self._store: IdempotencyStore | None = None
         self._store_lock = threading.Lock()
 
-    def _with_store(self, work: Any) -> Any:
-        """Run ``work(tx)`` in a transaction of the app's own store connection (opened on first use)."""
+    def _with_store(self, work: Any, *, read_only: bool = False) -> Any:
+        """Run ``work(tx)`` in a transaction of the app's own store connection (opened on first use);
+        ``read_only`` queries take no write lock (the consumer writes the same SQLite file)."""
         with self._store_lock:
             if self._store is None:
                 store = self.deps.open_store()
@@ -121,7 +123,8 @@ class OrderDesk:
                     for ddl in STATE_DDL:  # the consumer may not have started yet: create the table here too
                         execute(tx, ddl)
                 self._store = store
-            with self._store.transaction(self.deps.service) as tx:
+            unit = self._store.read if read_only else self._store.transaction
+            with unit(self.deps.service) as tx:
                 return work(tx)
 
     def progress_url(self, job_id: str) -> str:
@@ -152,7 +155,7 @@ class OrderDesk:
                              progress_url=self.progress_url(envelope.correlation_id))
 
     def get(self, order_id: str) -> dict[str, Any] | None:
-        row = self._with_store(lambda tx: fetchone(tx, SELECT_ORDER, (order_id,)))
+        row = self._with_store(lambda tx: fetchone(tx, SELECT_ORDER, (order_id,)), read_only=True)
         return None if row is None else order_view(row)
 
 

@@ -6,6 +6,7 @@ from choreo.idempotency.base import (
     DuplicateEventError,
     IdempotencyStore,
     OutboxRecord,
+    ReadView,
     StoreTransaction,
 )
 from choreo.idempotency.factory import open_store
@@ -19,6 +20,7 @@ __all__ = [
     "IdempotencyStore",
     "OutboxRecord",
     "PostgresStore",
+    "ReadView",
     "SQLiteStore",
     "StoreTransaction",
     "open_store",

@@ -79,6 +79,15 @@ class StoreTransaction(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ReadView:
+    """What ``IdempotencyStore.read`` yields: a connection for queries (``choreo.state`` helpers take it)."""
+
+    connection: Any
+    dialect: Dialect
+    service: str
+
+
 @runtime_checkable
 class IdempotencyStore(Protocol):
     """Processed-event marks and the outbox of one or more services. See the module docstring."""
@@ -96,6 +105,11 @@ class IdempotencyStore(Protocol):
 
     def transaction(self, service: str) -> AbstractContextManager[StoreTransaction]:
         """Commit on a clean exit, roll back (recording nothing) on an exception."""
+        ...
+
+    def read(self, service: str) -> AbstractContextManager[ReadView]:
+        """Queries only, taking no write lock (SQLite: autocommit reads in WAL mode, so neither the mark
+        writer nor another process waits). Optional for a user's store: callers fall back to transaction()."""
         ...
 
     def pending_outbox(self, service: str, event_ids: Iterable[str]) -> dict[str, list[OutboxRecord]]:

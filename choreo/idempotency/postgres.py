@@ -28,6 +28,7 @@ from choreo.idempotency.base import (
     DuplicateEventError,
     ExpiryMixin,
     OutboxRecord,
+    ReadView,
     decode_headers,
     encode_headers,
     require_aware,
@@ -212,6 +213,11 @@ class PostgresStore(ExpiryMixin):
                 " SELECT %s, unnest(%s::text[]), %s ON CONFLICT DO NOTHING",
                 (service, ids, self._clock()),
             )
+
+    @contextmanager
+    def read(self, service: str) -> Iterator[ReadView]:
+        with self._unit() as conn:  # PostgreSQL reads take no lock that a writer waits for
+            yield ReadView(conn, "postgresql", service)
 
     @contextmanager
     def transaction(self, service: str) -> Iterator[PostgresTransaction]:

@@ -27,6 +27,7 @@ from choreo.idempotency.base import (
     DuplicateEventError,
     ExpiryMixin,
     OutboxRecord,
+    ReadView,
     chunks,
     decode_headers,
     encode_headers,
@@ -224,6 +225,11 @@ class SQLiteStore(ExpiryMixin):
                 " SELECT ?, value, ? FROM json_each(?) WHERE true ORDER BY value ON CONFLICT DO NOTHING",
                 (service, now, json.dumps(ids)),
             )
+
+    @contextmanager
+    def read(self, service: str) -> Iterator[ReadView]:
+        # Autocommit: each SELECT sees a consistent snapshot (WAL) and takes no write lock.
+        yield ReadView(self._conn, "sqlite", service)
 
     @contextmanager
     def transaction(self, service: str) -> Iterator[SQLiteTransaction]:

@@ -13,13 +13,14 @@ from choreo.runtime.joins import JOIN_TABLES
 from choreo.runtime.timers import TIMER_TABLES
 from choreo.service import BoundService
 
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('choreo.runtime.tables'))"
+# Taken by every process creating shared tables (the order API creates its table before its worker runs).
+DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('choreo.runtime.tables'))"
 
 
 def create_tables(store: IdempotencyStore, bound: BoundService) -> None:
     """Timer and join tables, then ``Service.state_ddl``, in one transaction of ``store``."""
     with store.transaction(bound.name) as tx:
         if tx.dialect == "postgresql":
-            tx.connection.execute(_LOCK)
+            tx.connection.execute(DDL_LOCK)
         for statement in [*TIMER_TABLES[tx.dialect], *JOIN_TABLES[tx.dialect], *bound.service.state_ddl]:
             tx.connection.execute(statement)

@@ -188,7 +188,8 @@ class TimerSource:
         marks = ",".join("?" * len(self.partitions))
         where = f"service = ? AND partition_no IN ({marks})"
         params: list[Any] = [self.service, *sorted(self.partitions)]
-        with self.store.transaction(self.service) as tx:
+        reader = getattr(self.store, "read", self.store.transaction)  # a lock-free read where the store has one
+        with reader(self.service) as tx:
             rows = fetchall(tx, f"SELECT key, partition_no, due_ms, event_id, value, headers FROM choreo_timers"
                                 f" WHERE {where} AND due_ms <= ? ORDER BY due_ms LIMIT ?",
                             (*params, now_ms, self.limit + len(self.firing)))
