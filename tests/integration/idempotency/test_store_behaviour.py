@@ -233,3 +233,21 @@ def test_store_calls_inside_a_transaction_join_it(store: IdempotencyStore, servi
         store.mark_processed(service, ["batch-mark"])
         tx.record("e1")
     assert store.seen(service, ["e1", "batch-mark"]) == {"e1", "batch-mark"}
+
+
+def test_read_sees_committed_rows_and_waits_for_no_writer(make_store: Callable[..., IdempotencyStore],
+                                                         store: IdempotencyStore, service: str) -> None:
+    table = f"read_{service}"
+    with store.transaction(service) as tx:
+        create_state(tx, table)
+        tx.connection.execute(sql(tx, f"INSERT INTO {table} VALUES (?, ?)"), ("o-1", "placed"))
+    writer = store.reopen()
+    try:
+        with writer.transaction(service) as tx:  # holds the write lock (SQLite) while we read
+            tx.connection.execute(sql(tx, f"UPDATE {table} SET status = ? WHERE order_id = ?"), ("paid", "o-1"))
+            with store.read(service) as view:
+                assert view.dialect == tx.dialect
+                rows = view.connection.execute(f"SELECT order_id, status FROM {table}").fetchall()
+            assert [tuple(r) for r in rows] == [("o-1", "placed")]  # not the uncommitted update
+    finally:
+        writer.close()
