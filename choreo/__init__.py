@@ -15,12 +15,12 @@ from choreo.errors import (
     ProduceError,
     RetryableError,
 )
-from choreo.events import Event
+from choreo.events import Event, JobEnd
 from choreo.publisher import Publisher
 from choreo.service import Service
 
 __all__ = [
     "ChoreoError", "ConfigError", "Context", "DeserializationError", "Envelope", "Event",
-    "EventValidationError", "PermanentError", "ProduceError", "Publisher", "RetryableError",
+    "EventValidationError", "JobEnd", "PermanentError", "ProduceError", "Publisher", "RetryableError",
     "Service", "Settings", "get_settings",
 ]

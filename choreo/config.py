@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     job_max_ttl_s: float = Field(default=30.0, gt=0)
     service_token: str | None = None
 
+    # Task records on choreo.tasks (every step's outcome, for the progress service); false turns them off.
+    task_records: bool = True
+
     # HTTP port for /metrics, /healthz, /readyz of a running service (0 = pick a free port).
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)

@@ -60,9 +60,9 @@ class Context:
 
     @property
     def request_id(self) -> str:
-        """The step's ``request-id``: one per input event, stable across re-runs of the step."""
+        """The step's ``request-id``: one per (input event, service), stable across re-runs and attempts."""
         if self._request_id is None:
-            self._request_id = step_request_id(self.event_id)
+            self._request_id = step_request_id(self.event_id, self.service)
         return self._request_id
 
     @request_id.setter

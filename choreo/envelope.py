@@ -62,9 +62,10 @@ def derived_event_id(input_event_id: str, position: int, event_type: str) -> str
     return _uuid5(f"{input_event_id}/{position}/{event_type}")
 
 
-def step_request_id(input_event_id: str) -> str:
-    """The ``request-id`` of the step that handles an input: one per input event, stable across re-runs."""
-    return _uuid5(f"{input_event_id}/request")
+def step_request_id(input_event_id: str, service: str) -> str:
+    """The ``request-id`` of the step in which ``service`` handles an input: one per (input event, service),
+    stable across re-runs and attempts, and computable by an observer that has only seen the input."""
+    return _uuid5(f"{service}/{input_event_id}/request")
 
 
 def format_time(moment: datetime) -> str:

@@ -17,6 +17,7 @@ import decimal
 import types
 import typing
 import uuid
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, WrapSerializer
@@ -25,21 +26,49 @@ from choreo.errors import ConfigError
 from choreo.schemas.catalog import EventSchema, SchemaCatalog
 
 
+@dataclass(frozen=True)
+class JobEnd:
+    """Declares that an event ends its job (read by the progress service, ``choreo progress``).
+
+    ``status`` is the job's final status (``completed``, ``cancelled``, ``expired``, ``failed``); the
+    ``statusReason`` is ``reason`` as given, or the value of the event's ``reason_field``.
+
+        class OrderCancelled(Event, schema=..., key="order_id",
+                             ends_job=JobEnd("cancelled", reason_field="reason")): ...
+    """
+
+    status: str
+    reason: str | None = None
+    reason_field: str | None = None
+
+
 class Event(BaseModel):
-    """Base of every event class. Instances are immutable and validated on construction."""
+    """Base of every event class. Instances are immutable and validated on construction.
+
+    Class keywords: ``schema`` (the Avro record), ``key`` (the entity id field), and for job
+    visibility ``ends_job`` (a :class:`JobEnd`) and ``job_deadline`` (the field of a job's root event
+    that holds the job's deadline).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     avro_name: ClassVar[str]
     key_field: ClassVar[str]
+    ends_job: ClassVar[JobEnd | None] = None
+    job_deadline_field: ClassVar[str | None] = None
     _flat: ClassVar[bool] = False  # every field a plain value: to_avro() can skip model_dump()
 
-    def __init_subclass__(cls, *, schema: str | None = None, key: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, schema: str | None = None, key: str | None = None,
+                          ends_job: JobEnd | None = None, job_deadline: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if schema is not None:
             cls.avro_name = schema
         if key is not None:
             cls.key_field = key
+        if ends_job is not None:
+            cls.ends_job = ends_job
+        if job_deadline is not None:
+            cls.job_deadline_field = job_deadline
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -51,6 +80,10 @@ class Event(BaseModel):
             raise ConfigError(f"{cls.__name__}: declare the entity id field, e.g. key='order_id'")
         if cls.key_field not in cls.model_fields:
             raise ConfigError(f"{cls.__name__}: key field {cls.key_field!r} is not a field of the model")
+        for what, name in (("ends_job reason_field", cls.ends_job.reason_field if cls.ends_job else None),
+                           ("job_deadline", cls.job_deadline_field)):
+            if name is not None and name not in cls.model_fields:
+                raise ConfigError(f"{cls.__name__}: {what} {name!r} is not a field of the model")
 
     def entity_key(self) -> str:
         """The entity id: the Kafka key, and ``ce_subject``."""

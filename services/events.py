@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from choreo import Event
+from choreo import Event, JobEnd
 
 NS = "io.choreo.shop"
 
@@ -37,7 +37,7 @@ class AuthorizedLine(BaseModel):
 
 
 # -- orders ------------------------------------------------------------------------------------
-class OrderPlaced(Event, schema=f"{NS}.OrderPlaced", key="order_id"):
+class OrderPlaced(Event, schema=f"{NS}.OrderPlaced", key="order_id", job_deadline="deadline"):
     order_id: str
     customer_id: str
     lines: list[OrderLine] = Field(min_length=1)
@@ -47,19 +47,21 @@ class OrderPlaced(Event, schema=f"{NS}.OrderPlaced", key="order_id"):
     deadline: datetime | None = None  # placed_at + the job's max TTL; None from older producers
 
 
-class OrderCancelled(Event, schema=f"{NS}.OrderCancelled", key="order_id"):
+class OrderCancelled(Event, schema=f"{NS}.OrderCancelled", key="order_id",
+                     ends_job=JobEnd("cancelled", reason_field="reason")):
     order_id: str
     reason: str
     cancelled_at: datetime
 
 
-class OrderCompleted(Event, schema=f"{NS}.OrderCompleted", key="order_id"):
+class OrderCompleted(Event, schema=f"{NS}.OrderCompleted", key="order_id", ends_job=JobEnd("completed")):
     order_id: str
     shipment_id: str
     completed_at: datetime
 
 
-class OrderExpired(Event, schema=f"{NS}.OrderExpired", key="order_id"):
+class OrderExpired(Event, schema=f"{NS}.OrderExpired", key="order_id",
+                   ends_job=JobEnd("expired", reason="expired")):
     order_id: str
     deadline: datetime
     expired_at: datetime

@@ -106,7 +106,7 @@ def test_the_runtime_context_equals_a_keyword_built_one_and_derives_the_step_req
     for ctx in (fast, by_keywords):
         assert (ctx.service, ctx.topic, ctx.partition, ctx.offset, ctx.attempt) == ("s", "t", 3, 7, 2)
         assert ctx.event_id == root.event_id and ctx.tx is None
-        assert ctx.request_id == step_request_id(root.event_id)  # derived on first use, stable
+        assert ctx.request_id == step_request_id(root.event_id, ctx.service)  # derived on first use, stable
         assert ctx.envelope == root
     explicit = Context(service="s", topic="t", partition=0, offset=0, request_id="r-9", envelope=root)
     assert explicit.request_id == "r-9"
