@@ -69,7 +69,8 @@ class BatchProcessor:
     """
 
     def __init__(self, bound: BoundService, *, serde: AvroEventSerde, producer: ReliableProducer,
-                 store: IdempotencyStore, failures: FailurePolicy, loop: asyncio.AbstractEventLoop) -> None:
+                 store: IdempotencyStore, failures: FailurePolicy, loop: asyncio.AbstractEventLoop,
+                 task_records: bool = True) -> None:
         self.bound = bound
         self.service = bound.name
         self.serde = serde
@@ -88,7 +89,7 @@ class BatchProcessor:
         self.scope.timers = TimerBook(self.service, store, self._encode_for_timer, self.timer_source.scheduled)
         self.pipeline = Pipeline(build_stages(scope=self.scope, bound=bound, serde=serde, producer=producer,
                                               store=store, failures=failures, ordering=self.ordering,
-                                              seen=self._seen))
+                                              seen=self._seen, task_records=task_records))
         self._effects: list[Effect] = []
         self._next_sweep = 0.0  # monotonic time of the next sweep of old closed-join markers
 

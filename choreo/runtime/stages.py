@@ -5,6 +5,7 @@
 ``key-order``  (ordered retries only) parks later events of a key waiting in a retry topic, and
                releases the next one when the blocker ends, whichever way (see runtime/ordering.py);
 ``decode``     Avro → the typed event; what cannot be decoded is poison (dead-lettered at once);
+``tasks``      (on by default) reports each step that ran on ``choreo.tasks`` (choreo/tasks.py);
 ``handle``     runs the handler chain (in a store transaction for transactional routes: state, mark,
                outbox and timers commit together), encodes and produces its outputs, and routes a
                handler error to a retry topic or the DLQ.
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from choreo.context import Context
-from choreo.envelope import derived_event_id, output_headers, step_headers
+from choreo.envelope import CORRELATION_ID, derived_event_id, output_headers, step_headers, step_request_id
 from choreo.errors import DeserializationError, InfrastructureError
 from choreo.events import Event
 from choreo.idempotency import DuplicateEventError, IdempotencyStore, OutboxRecord
@@ -30,6 +31,7 @@ from choreo.runtime.ordering import KeyOrdering
 from choreo.runtime.pipeline import Rec, Stage, Status
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
+from choreo.tasks import TASKS_TOPIC, encode_task
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class BatchScope:
 
     def reset(self, batch_time: str) -> None:
         self.time = batch_time  # one ce_time per batch
+        self.started_ms = int(time.time() * 1000)  # when the batch's steps started (task records)
         self.marks: list[str] = []  # ids to mark processed once the batch is acknowledged
         self.outbox_sent: list[str] = []  # transactional inputs whose outbox was produced
 
@@ -220,12 +223,39 @@ class Handle(Stage):
             produced[type(output)] += 1
 
 
+class TaskReport(Stage):
+    """One task record per step that ran (handled, sent to retry, dead-lettered) on ``choreo.tasks``.
+
+    Produced with the batch's outputs, so it shares their flush (no extra round trip) and is covered
+    by the same re-run guarantee; duplicates and parked records ran no step and report nothing.
+    Placed first in the list, its ``leave`` runs last, once every other stage has set the status.
+    """
+
+    name = "tasks"
+    _STATUS = {Status.HANDLED: "completed", Status.RETRY: "retrying", Status.DEAD: "dead-lettered"}
+
+    def __init__(self, scope: BatchScope, producer: ReliableProducer) -> None:
+        self.scope, self.producer, self.service = scope, producer, scope.service
+
+    def leave(self, rec: Rec) -> None:
+        status = self._STATUS.get(rec.status)
+        if status is None:
+            return
+        event_id = rec.event_id
+        job_bytes = rec.headers.get(CORRELATION_ID) or event_id.encode()
+        value = encode_task(job_bytes.decode(errors="replace"), step_request_id(event_id, self.service),
+                            self.service, status, rec.attempt, event_id, rec.route.type_name,
+                            self.scope.started_ms, int(time.time() * 1000))
+        self.producer.produce(OutgoingRecord(TASKS_TOPIC, job_bytes, value, []))
+
+
 def build_stages(*, scope: BatchScope, bound: BoundService, serde: AvroEventSerde, producer: ReliableProducer,
                  store: IdempotencyStore, failures: FailurePolicy, ordering: KeyOrdering | None,
-                 seen: Callable[[list[str]], set[str]]) -> list[Stage]:
+                 seen: Callable[[list[str]], set[str]], task_records: bool = True) -> list[Stage]:
     """The one list: what runs, in which order, for this service (absent features are left out)."""
     stages: list[Stage | None] = [
-        Dedupe(scope, store, producer, seen),  # first: a duplicate never parks or decodes
+        TaskReport(scope, producer) if task_records else None,  # leave() last: the step's final status
+        Dedupe(scope, store, producer, seen),  # a duplicate never parks or decodes
         KeyOrder(ordering, producer) if ordering is not None else None,  # its leave() sees duplicates too
         Decode(serde, failures, producer),
         Handle(scope, bound, serde, producer, store, failures),

@@ -43,6 +43,7 @@ from choreo.runtime.failures import FailurePolicy
 from choreo.runtime.tables import create_tables
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService
+from choreo.tasks import TASKS_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
 
 
 def required_topics(bound: BoundService, failure_topics: list[str]) -> set[str]:
-    """Every topic a service needs: what it reads, every catalog topic it may emit to, retries and DLQ."""
-    return set(bound.topics) | set(bound.catalog.topics()) | set(failure_topics)
+    """Every topic a service needs: what it reads, every catalog topic it may emit to, retries and DLQ,
+    and the task records' topic."""
+    return set(bound.topics) | set(bound.catalog.topics()) | set(failure_topics) | {TASKS_TOPIC}
 
 
 def topic_specs(settings: Settings, names: set[str]) -> list[TopicSpec]:
@@ -141,7 +143,8 @@ class Worker:
             registry = SchemaRegistryClient(self.settings.registry_client_config())
             processor = BatchProcessor(self.bound, serde=AvroEventSerde(registry),
                                        producer=ReliableProducer(self.settings.librdkafka()),
-                                       store=store, failures=self._failures, loop=loop)
+                                       store=store, failures=self._failures, loop=loop,
+                                       task_records=self.settings.task_records)
             self._processor = processor
             consumer = Consumer(consumer_config(self.settings, self.bound.name))
             topics = self.subscribed_topics()
