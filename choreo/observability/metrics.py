@@ -5,7 +5,7 @@ The runtime counts per batch where it can (``inc(n)``), so metrics cost little o
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 from choreo.observability.histogram import BatchedHistogram
 
@@ -30,3 +30,13 @@ JOIN_DUPLICATE_PARTS = Counter("choreo_join_duplicate_parts",
                                ["service", "join"])
 JOINS_CLOSED = Counter("choreo_joins_closed", "Joins closed, by outcome (completed, timed-out)",
                        ["service", "join", "outcome"])
+
+# The progress service (``choreo progress``, label service="progress"): jobs by derived status, jobs that
+# reached a terminal event (counted once per job, by the terminal event's status), and start → terminal time.
+JOBS = Gauge("choreo_jobs", "Jobs known to the progress service, by status", ["service", "status"])
+JOBS_FINISHED = Counter("choreo_jobs_finished", "Jobs that reached their terminal event, by its status",
+                        ["service", "status"])
+JOB_DURATION = Histogram(
+    "choreo_job_duration_seconds", "Job duration, root event to terminal event", ["service"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 86400),
+)
