@@ -23,8 +23,8 @@ class Context:
     first use too, which saves its hashing for records whose handler emits nothing.
     """
 
-    __slots__ = ("service", "topic", "partition", "offset", "event_id", "attempt", "tx", "timers",
-                 "_request_id", "_headers", "_envelope")
+    __slots__ = ("service", "topic", "partition", "offset", "event_id", "attempt", "tx", "timers", "settings",
+                 "_request_id", "_headers", "_envelope", "_shared_state")
 
     def __init__(self, *, service: str, topic: str, partition: int, offset: int, request_id: str | None = None,
                  event_id: str | None = None, headers: Mapping[str, bytes | None] | None = None,
@@ -45,6 +45,8 @@ class Context:
         self.attempt = attempt
         self.tx = tx
         self.timers: Any = None  # the runtime's TimerBook for this run (see schedule / cancel)
+        self.settings: Any = None  # the worker's Settings (None in a handler's own unit test: read from env)
+        self._shared_state: Any = None
         self._headers = headers
         self._envelope = envelope
 
@@ -55,7 +57,7 @@ class Context:
         ctx = cls.__new__(cls)
         ctx.service, ctx.topic, ctx.partition, ctx.offset = service, topic, partition, offset
         ctx.event_id, ctx._headers, ctx.attempt = event_id, headers, attempt
-        ctx.tx = ctx.timers = ctx._request_id = ctx._envelope = None
+        ctx.tx = ctx.timers = ctx.settings = ctx._request_id = ctx._envelope = ctx._shared_state = None
         return ctx
 
     @property
@@ -90,6 +92,17 @@ class Context:
     @property
     def causation_id(self) -> str | None:
         return self.envelope.causation_id
+
+    @property
+    def shared_state(self) -> Any:
+        """The job's shared state (``GET/PUT $CHOREO_PROGRESS_URL/jobs/<job>/state``, with the services'
+        bearer token): a :class:`choreo.shared_state.SharedState` for this run's job, built on first use."""
+        if self._shared_state is None:
+            from choreo.config import get_settings
+            from choreo.shared_state import shared_state_for  # not imported on the hot path
+
+            self._shared_state = shared_state_for(self.settings or get_settings(), self.correlation_id)
+        return self._shared_state
 
     @property
     def key(self) -> str | None:

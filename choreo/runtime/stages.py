@@ -44,6 +44,7 @@ class BatchScope:
         self.produced: Counter[type[Event]] = Counter()
         self.duplicates: Counter[str] = Counter()
         self.timers: Any = None  # the worker's TimerBook: ctx.schedule / ctx.cancel go through it
+        self.settings: Any = None  # the worker's Settings, handed to every handler as ctx.settings
         self.reset("")
 
     def reset(self, batch_time: str) -> None:
@@ -151,7 +152,7 @@ class Handle(Stage):
         message, route, scope = rec.message, rec.route, self.scope
         ctx = Context.of_record(self.service, message.topic(), message.partition(), message.offset(),
                                 rec.event_id, rec.headers, rec.attempt)
-        ctx.timers = scope.timers
+        ctx.timers, ctx.settings = scope.timers, scope.settings
         started = time.perf_counter()
         try:
             if route.transactional:

@@ -145,6 +145,7 @@ class Worker:
                                        producer=ReliableProducer(self.settings.librdkafka()),
                                        store=store, failures=self._failures, loop=loop,
                                        task_records=self.settings.task_records)
+            processor.scope.settings = self.settings
             self._processor = processor
             consumer = Consumer(consumer_config(self.settings, self.bound.name))
             topics = self.subscribed_topics()
