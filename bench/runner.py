@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.throughput import Result, run_choreo, run_raw
+from bench.throughput import NAMES, Result, run_choreo, run_raw
 from choreo.config import Settings
 from choreo.schemas.catalog import SchemaCatalog
 
@@ -52,15 +52,16 @@ def measure(runner: str, settings: Settings, in_topic: str, out_topic: str, coun
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runner", choices=("choreo", "official", "fastavro"))
+    parser.add_argument("runner", choices=("choreo", "choreo-untracked", "official", "fastavro"))
     for option in ("--bootstrap", "--registry", "--schemas-dir", "--state-dir", "--in-topic", "--out-topic"):
         parser.add_argument(option, required=True)
     parser.add_argument("--count", type=int, required=True)
     args = parser.parse_args()
     settings = Settings(bootstrap_servers=args.bootstrap, schema_registry_url=args.registry,
                         schemas_dir=Path(args.schemas_dir), state_dir=Path(args.state_dir))
-    if args.runner == "choreo":
-        result = run_choreo(settings, SchemaCatalog.load(settings.schemas_dir), args.count)
+    if args.runner in ("choreo", "choreo-untracked"):  # the second with CHOREO_TASK_RECORDS=false
+        settings = settings.model_copy(update={"task_records": args.runner == "choreo"})
+        result = run_choreo(settings, SchemaCatalog.load(settings.schemas_dir), args.count, NAMES[args.runner])
     else:
         result = run_raw(settings, args.in_topic, args.out_topic, args.count, args.runner)
     print(json.dumps(dataclasses.asdict(result)), flush=True)

@@ -48,6 +48,7 @@ PARTITIONS = 8  # of make_topics' input and output topics
 # Runner key (BENCH_ORDER, bench.runner) → the name its Results carry, which the tables print and
 # bench/__main__.py's ratios look up. The frameworks' apps run only if their venvs exist (bench/frameworks.py).
 NAMES = {"official": "raw loop, official serde", "fastavro": "raw loop, fastavro serde", "choreo": "choreo service",
+         "choreo-untracked": "choreo service without task records",  # what the task records cost
          "quix": "Quix Streams app", "faststream": "FastStream app", "faust": "faust app"}
 RUNNERS = tuple(NAMES)  # one round's order
 
@@ -165,7 +166,7 @@ def run_raw(settings: Settings, in_topic: str, out_topic: str, count: int, serde
     return Result(NAMES[serde], done - first, elapsed, cpu)
 
 
-def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result:
+def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int, name: str = NAMES["choreo"]) -> Result:
     service = Service(f"bench-{uuid.uuid4().hex[:6]}")
 
     @service.handler(Ping)
@@ -198,7 +199,7 @@ def run_choreo(settings: Settings, catalog: SchemaCatalog, count: int) -> Result
     # Like the raw loop's, the clock starts once the first settle is done; it stops at the settle that
     # completed the count, and only what settled in between is counted.
     (start, cpu_start, first), (end, cpu_end, last) = settles[0], next(s for s in settles if s[2] >= count)
-    return Result(NAMES["choreo"], int(last - first), end - start, cpu_end - cpu_start)
+    return Result(name, int(last - first), end - start, cpu_end - cpu_start)
 
 
 def throughput(bootstrap: str, registry_url: str, count: int, rounds: int) -> list[Result]:
