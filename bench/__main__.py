@@ -131,7 +131,8 @@ def _saga(orders_at_50: int) -> None:
                       f"{step.completed}/{step.orders}", f"{step.load:.1f}")
     console.print(table)
     if result.best is None:
-        console.print(f"saga: no rate kept p99 under {P99_LIMIT_S:.0f} s")
+        why = f" ({result.first_bad.target}/s: {result.first_bad.why_not()})" if result.first_bad else ""
+        console.print(f"saga: no rate kept p99 under {P99_LIMIT_S:.0f} s with every order completed at its rate{why}")
     else:
         beyond = (f"; {result.first_bad.target}/s: {result.first_bad.why_not()}" if result.first_bad
                   else " (the highest rate tried)")

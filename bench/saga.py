@@ -20,7 +20,7 @@ order API (or the box) could not take orders that fast, and the latency shown st
 
 Rates: 50, 100, 200, 300, 400, 500, 600, 800, 1000 orders/s (50 and 200 always), up to the first step that
 fails: p99 ≥ 1 s, an achieved rate under 95% of the target, or not every order completed. Then up to three
-steps between the last good rate and the failing one, halving the gap down to 25 orders/s. The result is the
+steps between the last good rate (or 0) and the failing one, halving the gap down to 25 orders/s. The result is the
 highest good rate below the lowest failing one. Everything (dev's processes, the broker, this client) shares
 the machine's cores, so the 1-minute load average is kept per step.
 """
@@ -35,13 +35,14 @@ import shutil
 import signal
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from choreo.cli.demo_client import DemoClient
 from choreo.cli.demo_plan import RULES_BY_NAME, PlannedOrder, order_body
-from choreo.cli.demo_report import OrderResult, percentile
+from choreo.cli.demo_report import FAILED, RUNNING, OrderResult, percentile
 from choreo.kafka.embedded import free_port
 from choreo.testing.processes import ChoreoProcess, pid_alive, wait_until
 
@@ -69,6 +70,7 @@ class SagaStep:
     achieved: float  # orders/s accepted, from the server's placed_at
     latencies_s: list[float] = field(default_factory=list, repr=False)  # completed orders, sorted
     load: float = 0.0  # 1-minute load average as the step ended: the box is shared, this says how much
+    others: dict[str, int] = field(default_factory=dict)  # what became of the rest: outcome or error → count
 
     def quantile(self, q: float) -> float | None:
         return percentile(self.latencies_s, q) if self.latencies_s else None
@@ -83,9 +85,14 @@ class SagaStep:
         return (self.completed == self.orders and p99 is not None and p99 < P99_LIMIT_S
                 and self.achieved >= SHORTFALL * self.target)
 
+    @property
+    def running(self) -> int:
+        return self.others.get(RUNNING, 0)
+
     def why_not(self) -> str:
         if self.completed < self.orders:
-            return f"{self.orders - self.completed} of {self.orders} orders not completed"
+            detail = ", ".join(f"{n} {what}" for what, n in sorted(self.others.items()))
+            return f"{self.orders - self.completed} of {self.orders} orders not completed ({detail})"
         if self.achieved < SHORTFALL * self.target:
             return f"achieved {self.achieved:.0f}/s of {self.target}/s"
         return f"p99 {self.p99_s:.2f} s"
@@ -107,11 +114,12 @@ class SagaResult:
 def step_result(target: int, results: list[OrderResult]) -> SagaStep:
     """Figures of one step's orders (pure: unit-testable apart from the shop)."""
     done = [r for r in results if r.status == "completed"]
+    others = Counter(f"{FAILED}: {r.error}" if r.error else r.outcome for r in results if r.status != "completed")
     latencies = sorted(m[0] for r in done if (m := r.latency()) is not None and m[1] == "server")
     placed = sorted(r.placed_at.timestamp() for r in results if r.placed_at is not None)
     span = placed[-1] - placed[0] if len(placed) > 1 else 0.0
     achieved = (len(placed) - 1) / span if span > 0 else 0.0
-    return SagaStep(target, len(results), len(done), achieved, latencies)
+    return SagaStep(target, len(results), len(done), achieved, latencies, others=dict(others))
 
 
 def plain_orders(count: int, rng: random.Random) -> list[PlannedOrder]:
@@ -127,7 +135,7 @@ def next_rate(steps: list[SagaStep]) -> int | None:
     bad = next((s for s in steps if not s.good), None)
     if bad is None:
         return next((r for r in LADDER if r not in done), None)
-    if bad.completed < bad.orders or steps[-1].completed < steps[-1].orders:
+    if bad.running or steps[-1].running:
         return None  # jobs left running would be the next step's backlog: no figure after it is clean
     pending = [r for r in ALWAYS if r not in done]
     if pending:
@@ -136,7 +144,7 @@ def next_rate(steps: list[SagaStep]) -> int | None:
     low = max(good, default=0)
     high = min(s.target for s in steps if not s.good and s.target > low)
     middle = (low + high) // 2 // RESOLUTION * RESOLUTION
-    return middle if low and high - low > RESOLUTION and middle not in done else None
+    return middle if middle and high - low > RESOLUTION and middle not in done else None  # 50 failing: try 25
 
 
 def best_rate(steps: list[SagaStep]) -> tuple[int | None, SagaStep | None]:
