@@ -177,6 +177,7 @@ class Handle(Stage):
             rec.status = Status.RETRY if verdict == "retry" else Status.DEAD
         finally:
             route.tally.observe(time.perf_counter() - started)
+            rec.request_id = ctx._request_id  # derived if outputs were stamped with it: reuse it
         return True
 
     def _run_transactional(self, chain: Callable[[Event, Context], list[Event]], event: Event, ctx: Context) -> None:
@@ -244,7 +245,8 @@ class TaskReport(Stage):
             return
         event_id = rec.event_id
         job_bytes = rec.headers.get(CORRELATION_ID) or event_id.encode()
-        value = encode_task(job_bytes.decode(errors="replace"), step_request_id(event_id, self.service),
+        task = rec.request_id or step_request_id(event_id, self.service)
+        value = encode_task(job_bytes.decode(errors="replace"), task,
                             self.service, status, rec.attempt, event_id, rec.route.type_name,
                             self.scope.started_ms, int(time.time() * 1000))
         self.producer.produce(OutgoingRecord(TASKS_TOPIC, job_bytes, value, []))
