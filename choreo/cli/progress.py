@@ -13,6 +13,9 @@ from choreo.config import Settings
 from choreo.errors import ConfigError
 from choreo.runtime.loader import REFERENCE_PACKAGE, load_service
 from choreo.service import Service
+from choreo.tasks import TASKS_TOPIC
+
+GROUP = "choreo-progress"  # choreo.progress.consumer.GROUP, without importing the consumer for --help
 
 
 def reference_services() -> list[str]:
@@ -40,6 +43,8 @@ def progress(
                                          "package.module:attribute (none: every reference service)."),
     host: str = typer.Option("127.0.0.1", help="Interface to serve HTTP on."),
     port: int = typer.Option(None, min=0, max=65535, help="HTTP port (default CHOREO_PROGRESS_PORT, 8001)."),
+    tasks_topic: str = typer.Option(TASKS_TOPIC, hidden=True, help="Task records topic (tests)."),
+    group: str = typer.Option(GROUP, hidden=True, help="Consumer group (tests)."),
 ) -> None:
     """Follow every job (task records and domain topics) and serve its progress at GET /jobs/{job_id}."""
     from choreo.progress.service import ProgressService  # the app and its imports only when it runs
@@ -49,7 +54,7 @@ def progress(
     if not names:
         raise ConfigError("no services to follow: name them (e.g. `choreo progress myshop.billing:service`)")
     loaded = [load_service(name) for name in names]
-    service = ProgressService.from_services(loaded, settings, host=host,
+    service = ProgressService.from_services(loaded, settings, host=host, tasks_topic=tasks_topic, group=group,
                                             port=settings.progress_port if port is None else port)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
