@@ -24,6 +24,7 @@ Contract:
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import threading
 import time
@@ -176,3 +177,19 @@ def shared_state_for(settings: Settings, job_id: str) -> SharedState:
     if not settings.service_token:
         raise SharedStateNotConfigured("shared state needs CHOREO_SERVICE_TOKEN (choreo dev sets one)")
     return SharedState(state_base_url(settings), settings.service_token, job_id)
+
+
+_warned_off = False
+
+
+def optional_shared_state(settings: Settings, job_id: str) -> SharedState | None:
+    """:func:`shared_state_for`, or None (warned once per process) when no service token is configured:
+    for callers that can do without (the shop ships with defaults), since the resource would refuse
+    every request and retrying could never help."""
+    global _warned_off
+    if not settings.service_token:
+        if not _warned_off:
+            _warned_off = True
+            logging.getLogger(__name__).warning("shared state is off: no CHOREO_SERVICE_TOKEN is set")
+        return None
+    return shared_state_for(settings, job_id)

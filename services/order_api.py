@@ -10,6 +10,17 @@
   publish fails, so an accepted order is always both stored and published. ``job_id`` is the
   OrderPlaced's ``correlation-id``, generated here (random, 122 bits) like the order id.
 - ``GET /orders/{order_id}`` → the stored order (times RFC 3339 UTC), ``404`` for an unknown id.
+- An optional ``delivery`` object (name, street, city, postcode, 2-letter country; each validated, 422
+  otherwise) goes to the job's shared state (SPEC §5, :mod:`choreo.shared_state`) under ``"delivery"``,
+  where ``shipping`` reads it. Not on OrderPlaced: events are kept for days and read by every service,
+  an address is personal data only shipping needs. Written here, *before* the order is stored and
+  OrderPlaced published, rather than by order's OrderPlaced handler: shipping's join cannot tell "no
+  details" from "not written yet", and a handler racing the saga lost (shipping dispatched with the
+  defaults in 2 of 3 fresh test runs). Written first, any service that sees the job sees its details.
+  The price: with the progress service down (or no ``CHOREO_SERVICE_TOKEN``) an order *with* delivery
+  details is ``503`` (nothing stored, nothing published; the client retries, as when the broker is
+  down); orders without details never touch it. If storing or publishing fails afterwards, the details
+  are removed from the state again (best effort: the job never starts, nobody reads them).
 
 Requests run on uvicorn's threads: one publisher and one store connection for the app, each used
 under a lock (neither is safe for concurrent use).
@@ -27,16 +38,26 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictFloat, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from choreo.api import ApiDeps
 from choreo.envelope import new_id
 from choreo.idempotency import IdempotencyStore
 from choreo.runtime.tables import DDL_LOCK
+from choreo.shared_state import SharedState, shared_state_for
 from choreo.state import execute, fetchone
 from services.events import OrderLine, OrderPlaced
 from services.order_state import SELECT_ORDER, STATE_DDL, lines_json, order_view
-from services.rules import to_ms
+from services.rules import DELIVERY_KEY, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +77,32 @@ class LineRequest(BaseModel):
     unit_price_minor: StrictInt = Field(ge=0, le=MAX_LONG)
 
 
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: these end up on a label
+
+
+class DeliveryRequest(BaseModel):
+    """Where the order goes; ``country`` is ISO 3166-1 alpha-2 (upper-cased)."""
+
+    name: StrictStr = Field(min_length=1, max_length=200, pattern=_PRINTABLE)
+    street: StrictStr = Field(min_length=1, max_length=200, pattern=_PRINTABLE)
+    city: StrictStr = Field(min_length=1, max_length=100, pattern=_PRINTABLE)
+    postcode: StrictStr = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{0,10}[A-Za-z0-9]$",
+                                description="2-12 letters, digits, spaces or dashes")
+    country: StrictStr = Field(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code")
+
+    @field_validator("name", "street", "city")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("country")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
 class OrderRequest(BaseModel):
     """The body of ``POST /orders``; unknown fields are ignored."""
 
@@ -64,6 +111,7 @@ class OrderRequest(BaseModel):
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO-4217 code, 3 letters")
     max_ttl_s: StrictInt | StrictFloat | None = Field(
         default=None, gt=0, le=MAX_TTL_S, description="seconds until the job expires (default CHOREO_JOB_MAX_TTL_S)")
+    delivery: DeliveryRequest | None = Field(default=None, description="where to ship (optional)")
 
     @field_validator("customer_id", "currency")
     @classmethod
@@ -139,20 +187,43 @@ class OrderDesk:
             order_id=order_id, customer_id=request.customer_id, currency=request.currency.upper(),
             lines=[OrderLine(**line.model_dump()) for line in request.lines],
             total_minor=request.total_minor, placed_at=placed_at, deadline=deadline)
-        self._with_store(lambda tx: execute(
-            tx, "INSERT INTO order_orders (order_id, job_id, customer_id, status, lines, total_minor, currency,"
-                " placed_at, deadline) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-            (order_id, job_id, event.customer_id, lines_json(event), event.total_minor, event.currency,
-             to_ms(placed_at), to_ms(deadline))))
+
+        delivery = None if request.delivery is None else self._deliver_to(job_id, request.delivery)
+        try:
+            self._with_store(lambda tx: execute(
+                tx, "INSERT INTO order_orders (order_id, job_id, customer_id, status, lines, total_minor,"
+                    " currency, placed_at, deadline) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (order_id, job_id, event.customer_id, lines_json(event), event.total_minor, event.currency,
+                 to_ms(placed_at), to_ms(deadline))))
+        except BaseException:
+            self._forget_delivery(delivery)
+            raise
         try:
             with self.deps.publish_lock:
                 envelope = self.deps.publisher().publish(event, correlation_id=job_id, wait=True)
         except BaseException:
             # Not published: forget the order, so nothing is stored that no job will ever close.
             self._with_store(lambda tx: execute(tx, "DELETE FROM order_orders WHERE order_id = ?", (order_id,)))
+            self._forget_delivery(delivery)
             raise
         return OrderAccepted(order_id=order_id, job_id=envelope.correlation_id,
                              progress_url=self.progress_url(envelope.correlation_id))
+
+    def _deliver_to(self, job_id: str, delivery: DeliveryRequest) -> SharedState:
+        """Put the details in the job's shared state (absolute: the whole object under its key).
+        SharedStateError (→ 503) when the state cannot be written or shared state is off."""
+        state = shared_state_for(self.deps.settings, job_id)
+        details = delivery.model_dump()
+        state.update(lambda current: {**(current or {}), DELIVERY_KEY: details})
+        return state
+
+    def _forget_delivery(self, state: SharedState | None) -> None:
+        if state is None:
+            return
+        try:
+            state.update(lambda current: {k: v for k, v in (current or {}).items() if k != DELIVERY_KEY})
+        except Exception:  # noqa: BLE001 - best effort: the job never started, so nobody will read them
+            log.warning("could not remove the delivery details of unplaced job %s", state.job_id)
 
     def get(self, order_id: str) -> dict[str, Any] | None:
         row = self._with_store(lambda tx: fetchone(tx, SELECT_ORDER, (order_id,)), read_only=True)
@@ -180,7 +251,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     @app.post("/orders", status_code=202, response_model=OrderAccepted,
               responses={413: {"description": "body over 64 KiB"}, 422: {"description": "invalid order"},
-                         503: {"description": "store or broker unavailable"}},
+                         503: {"description": "store, broker or shared state unavailable"}},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": {"$ref": "#/components/schemas/OrderRequest"}}}}})
     async def place_order(request: Request) -> JSONResponse:

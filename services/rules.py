@@ -27,6 +27,18 @@ SOLD_OUT_PREFIX = "sold-out"
 FLAKY_FAILED_ATTEMPTS = 2  # the gateway fails the first two deliveries of a flaky customer's order
 SHIP_MARGIN = timedelta(seconds=1)  # no dispatch this close to the deadline: the order would expire first
 
+# Shipping routes by the delivery country (the job's shared state, written by order): the home network
+# carries within the EU, a partner elsewhere; no delivery details → the default route, as before.
+DELIVERY_KEY = "delivery"  # the key order writes in the job's shared state, shipping reads
+DEFAULT_CARRIER = "choreo-post"
+PARTNER_CARRIER = "choreo-world"
+DOMESTIC_TRANSIT = timedelta(days=2)
+PARTNER_TRANSIT = timedelta(days=5)
+HOME_NETWORK = frozenset({
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
+    "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+})
+
 # OrderCancelled.reason codes (the progress service's statusReason uses the same strings).
 PAYMENT_DECLINED = "payment-declined"
 STOCK_UNAVAILABLE = "stock-unavailable"
@@ -110,3 +122,12 @@ def to_ms(moment: datetime | None) -> int | None:
 
 def from_ms(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def shipping_route(country: object) -> tuple[str, timedelta]:
+    """(carrier, transit time) for a delivery country; anything but a 2-letter code → the default route."""
+    if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
+        return DEFAULT_CARRIER, DOMESTIC_TRANSIT
+    if country.upper() in HOME_NETWORK:
+        return DEFAULT_CARRIER, DOMESTIC_TRANSIT
+    return PARTNER_CARRIER, PARTNER_TRANSIT

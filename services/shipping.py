@@ -10,18 +10,31 @@ Run it with `choreo run shipping`. Contract (SPEC §7):
   was closed meanwhile (then the missing part is explained and nothing is emitted).
 - OrderCancelled / OrderExpired → a row in ``shipping_closed`` (the tombstone the join consults).
 
-State: ``shipping_shipments`` (one row per order: status ``dispatched`` | ``failed``, reason) and
-``shipping_closed`` (orders called off, with why), written in the join's / handler's transaction.
+- On dispatch the join reads the job's shared state (SPEC §5, written by the Order API): the delivery
+  country picks the carrier and the transit time (:func:`services.rules.shipping_route`), and the
+  destination is recorded. No delivery details (or shared state off: no ``CHOREO_SERVICE_TOKEN``) →
+  the default route. The read failing → ``DeliveryUnavailable`` (retryable: the join's part is retried).
+  The Order API writes the details before it publishes OrderPlaced, so they are there when the join
+  completes (no details then means the order had none).
+
+State: ``shipping_shipments`` (one row per order: status ``dispatched`` | ``failed``, reason),
+``shipping_destinations`` (where a dispatched order goes and which carrier, ``source`` = ``shared-state``
+| ``default``) and ``shipping_closed`` (orders called off, with why), written in the join's / handler's
+transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from choreo import Context, Service
+from choreo.config import get_settings
+from choreo.errors import RetryableError
 from choreo.join import Joined
 from choreo.retry import RetryPolicy
+from choreo.shared_state import SharedStateUnavailable, optional_shared_state
 from choreo.state import execute, fetchone
 from services.events import (
     FraudCheckPassed,
@@ -31,11 +44,11 @@ from services.events import (
     ShipmentFailed,
     StockReserved,
 )
-from services.rules import earliest, may_ship, to_ms
+from services.rules import DEFAULT_CARRIER, DELIVERY_KEY, DOMESTIC_TRANSIT, earliest, may_ship, shipping_route, to_ms
 
 JOIN_WITHIN = timedelta(seconds=60)
-CARRIER = "choreo-post"
-DELIVERY_TIME = timedelta(days=2)
+CARRIER = DEFAULT_CARRIER  # without delivery details
+DELIVERY_TIME = DOMESTIC_TRANSIT
 
 STATE_DDL = (
     """CREATE TABLE IF NOT EXISTS shipping_shipments (
@@ -50,7 +63,20 @@ STATE_DDL = (
         reason    TEXT NOT NULL,
         closed_at BIGINT NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS shipping_destinations (
+        order_id   TEXT PRIMARY KEY,
+        carrier    TEXT NOT NULL,
+        country    TEXT,
+        postcode   TEXT,
+        city       TEXT,
+        source     TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    )""",
 )
+
+
+class DeliveryUnavailable(RetryableError):
+    """The job's shared state could not be read: retry the dispatch later."""
 
 service = Service("shipping", retry=RetryPolicy(delays=(0.5, 1.0, 2.0)), ordered_retries=True,
                   state_ddl=STATE_DDL)
@@ -69,6 +95,19 @@ def _fail(ctx: Context, order_id: str, reason: str) -> ShipmentFailed:
     execute(ctx.tx, "INSERT INTO shipping_shipments (order_id, status, reason, updated_at)"
                     " VALUES (?, 'failed', ?, ?)", (order_id, reason, to_ms(datetime.now(UTC))))
     return ShipmentFailed(order_id=order_id, reason=reason)
+
+
+def delivery_of(ctx: Context) -> dict[str, Any] | None:
+    """The job's delivery details from its shared state, or None (none written, or shared state off)."""
+    state = optional_shared_state(get_settings(), ctx.correlation_id)
+    if state is None:
+        return None
+    try:
+        found = state.get()
+    except SharedStateUnavailable as exc:
+        raise DeliveryUnavailable(f"cannot read the delivery details: {exc}") from exc
+    delivery = None if found is None else found[0].get(DELIVERY_KEY)
+    return delivery if isinstance(delivery, dict) else None
 
 
 def tracking_number(order_id: str) -> str:
@@ -102,12 +141,23 @@ def ship(parts: Joined, ctx: Context) -> ShipmentDispatched | ShipmentFailed | N
     now = datetime.now(UTC)
     if not may_ship(now, earliest(reserved.deadline, fraud.deadline)):
         return _fail(ctx, order_id, "deadline")
+    delivery = delivery_of(ctx) or {}
+    carrier, transit = shipping_route(delivery.get("country"))
     shipment_id = f"shp-{order_id}"
     execute(ctx.tx, "INSERT INTO shipping_shipments (order_id, shipment_id, status, updated_at)"
                     " VALUES (?, ?, 'dispatched', ?)", (order_id, shipment_id, to_ms(now)))
-    return ShipmentDispatched(order_id=order_id, shipment_id=shipment_id, carrier=CARRIER,
+    execute(ctx.tx, "INSERT INTO shipping_destinations (order_id, carrier, country, postcode, city, source,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (order_id, carrier, _text(delivery.get("country")), _text(delivery.get("postcode")),
+             _text(delivery.get("city")), "shared-state" if delivery else "default", to_ms(now)))
+    return ShipmentDispatched(order_id=order_id, shipment_id=shipment_id, carrier=carrier,
                               tracking_number=tracking_number(order_id),
-                              estimated_delivery_at=now + DELIVERY_TIME)
+                              estimated_delivery_at=now + transit)
+
+
+def _text(value: object) -> str | None:
+    """A string field of the shared state as stored (anything else: unknown)."""
+    return value[:200] if isinstance(value, str) else None
 
 
 def _close(order_id: str, reason: str, ctx: Context) -> None:

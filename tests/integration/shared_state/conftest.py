@@ -34,10 +34,11 @@ class StateServer:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """Serve ``create_state_app(settings)`` on a free port until the block ends; yields the base URL."""
+def serve(settings: Settings, port: int = 0) -> Iterator[str]:
+    """Serve ``create_state_app(settings)`` on ``port`` (0: a free one) until the block ends; yields the
+    base URL."""
     app = create_state_app(settings)
-    server = BackgroundHTTPServer(app, "127.0.0.1", 0).start()
+    server = BackgroundHTTPServer(app, "127.0.0.1", port).start()
     url = f"http://127.0.0.1:{server.port}"
 
     def answers() -> bool:
