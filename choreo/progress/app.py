@@ -11,7 +11,8 @@
 
 Absolute links come from ``CHOREO_PROGRESS_URL`` when set, else from the request's base URL. Read-only:
 no payload fields, no error texts, no management actions. A store failure is ``503``, never a traceback.
-Requests run on FastAPI's thread pool; each takes a read connection from a :class:`ReadPool`.
+Handlers run on the event loop itself and read with one primary-key query (SQLite: ~50 µs, no lock):
+a hop to the thread pool would cost more than the query and, beside the consumer thread, GIL waits.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def create_progress_app(settings: Settings, pool: ReadPool, is_ready: Callable[[
              responses={200: {"model": JobModel, "description": "the job's progress"},
                         304: {"description": "not modified (If-None-Match)"}, 404: {"description": "unknown job"},
                         503: {"description": "store unavailable"}})
-    def get_job(job_id: str, request: Request) -> Response:
+    async def get_job(job_id: str, request: Request) -> Response:
         """One job's progress: status, times, deadline and its tasks (ran and expected). Metadata only."""
         if not _JOB_ID.fullmatch(job_id):
             return _not_found()
@@ -141,7 +142,7 @@ def create_progress_app(settings: Settings, pool: ReadPool, is_ready: Callable[[
 
     @app.get("/jobs", response_model=JobList, tags=["progress"],
              responses={422: {"description": "bad status or limit"}, 503: {"description": "store unavailable"}})
-    def list_jobs(status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
+    async def list_jobs(status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
                   limit: Annotated[int, Query(ge=1, le=1000, description="most jobs listed")] = 100) -> Response:
         """Recent jobs (most recently changed first): ids and statuses."""
         try:
