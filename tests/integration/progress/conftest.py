@@ -38,3 +38,4 @@ def progress_env(kafka_config: dict[str, Any], schema_registry_url: str, unique:
     catalog = SchemaCatalog.load(schemas_dir)
     return ProgressEnv(settings, catalog, tasks_topic, unique("choreo-progress"),
                        JobWriter(settings, catalog, tasks_topic), kafka_config)
+from tests.integration.idempotency.conftest import pg_url  # noqa: E402,F401 - the PostgreSQL fixture, shared

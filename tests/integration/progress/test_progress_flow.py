@@ -170,3 +170,22 @@ def test_state_survives_a_restart(progress_env: ProgressEnv) -> None:
         again = httpx.get(f"{url}/jobs/{job.job_id}").json()
     assert {k: v for k, v in again.items() if k != "links"} == {k: v for k, v in first.items() if k != "links"}
 
+
+
+def test_on_postgresql_facts_jobs_and_alerts(progress_env: ProgressEnv, pg_url: str) -> None:
+    env, job, failed = progress_env, new_job(), new_job()
+    settings = env.settings.model_copy(update={"store_url": pg_url})
+    happy_path(env.writer, job)
+    oid = f"o-{uuid.uuid4().hex[:8]}"
+    root = env.writer.root(failed, "placed", placed(oid))
+    env.writer.task(failed, root, "payment", "dead-lettered", attempt=3)
+    env.writer.dead_letter(failed, root, "payment", placed(oid))
+    env.writer.flush()
+    with running_progress(settings, env.tasks_topic, env.group) as (_, url):
+        first = wait_job(url, job.job_id, lambda b: b["jobStatus"] == "completed")
+        wait_job(url, failed.job_id, lambda b: b["jobStatus"] == "failed")
+        listed = httpx.get(f"{url}/jobs", params={"status": "failed", "limit": 1000}).json()["jobs"]
+        assert failed.job_id in [j["jobId"] for j in listed]
+    with running_progress(settings, env.tasks_topic, env.group) as (_, url):
+        again = httpx.get(f"{url}/jobs/{job.job_id}").json()
+    assert {k: v for k, v in again.items() if k != "links"} == {k: v for k, v in first.items() if k != "links"}
