@@ -188,24 +188,25 @@ class OrderDesk:
             lines=[OrderLine(**line.model_dump()) for line in request.lines],
             total_minor=request.total_minor, placed_at=placed_at, deadline=deadline)
 
+        # Delivery details first (shipping may read them as soon as the job runs), then the event, then
+        # our row. Publish before storing: a crash between the two leaves a published order without a
+        # row, which order's own OrderPlaced handler stores (and arms its deadline); stored before
+        # publishing, a crash would leave a row that no event ever closes — running for ever.
         delivery = None if request.delivery is None else self._deliver_to(job_id, request.delivery)
-        try:
-            self._with_store(lambda tx: execute(
-                tx, "INSERT INTO order_orders (order_id, job_id, customer_id, status, lines, total_minor,"
-                    " currency, placed_at, deadline) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                (order_id, job_id, event.customer_id, lines_json(event), event.total_minor, event.currency,
-                 to_ms(placed_at), to_ms(deadline))))
-        except BaseException:
-            self._forget_delivery(delivery)
-            raise
         try:
             with self.deps.publish_lock:
                 envelope = self.deps.publisher().publish(event, correlation_id=job_id, wait=True)
         except BaseException:
-            # Not published: forget the order, so nothing is stored that no job will ever close.
-            self._with_store(lambda tx: execute(tx, "DELETE FROM order_orders WHERE order_id = ?", (order_id,)))
-            self._forget_delivery(delivery)
+            self._forget_delivery(delivery)  # not published: no job will ever read them
             raise
+        # Stored before the 202, so GET /orders/{id} finds the order at once; the handler may have
+        # stored it already (it consumed the event first): then this insert does nothing.
+        self._with_store(lambda tx: execute(
+            tx, "INSERT INTO order_orders (order_id, job_id, customer_id, status, lines, total_minor,"
+                " currency, placed_at, deadline) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)"
+                " ON CONFLICT (order_id) DO NOTHING",
+            (order_id, job_id, event.customer_id, lines_json(event), event.total_minor, event.currency,
+             to_ms(placed_at), to_ms(deadline))))
         return OrderAccepted(order_id=order_id, job_id=envelope.correlation_id,
                              progress_url=self.progress_url(envelope.correlation_id))
 

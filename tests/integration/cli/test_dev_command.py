@@ -83,9 +83,10 @@ def test_dev_runs_every_service_restarts_a_killed_one_and_stops_cleanly(tmp_path
         assert set(httpx.get(f"{registry}/subjects", timeout=5).json()) >= subjects
         wait_for_kafka(bootstrap, timeout_s=5)
 
-        # Every service that exists in this checkout runs and answers on the metrics port dev printed.
+        # Every process that exists in this checkout (services, and the progress service once it is
+        # registered) runs and answers on the metrics port dev printed.
         metrics = dict(re.findall(r"metrics\s+(\S+)\s+(http://\S+)/metrics", output))
-        assert sorted(metrics) == sorted(SERVICES)
+        assert sorted(metrics) == sorted(EXISTING)
         for name, base in metrics.items():
             assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200, name
             assert httpx.get(f"{base}/metrics", timeout=5).status_code == 200, name
