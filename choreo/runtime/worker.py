@@ -84,8 +84,11 @@ def topic_specs(settings: Settings, names: set[str]) -> list[TopicSpec]:
 
 
 def alert_hook(settings: Settings) -> LogAlert | WebhookAlert:
-    """The dead-letter escalation configured in settings: a webhook, or a log line."""
-    if settings.alert_webhook_url:
+    """The dead-letter escalation configured in settings: a log line, and the webhook only when no
+    progress service escalates. With ``CHOREO_PROGRESS_URL`` set, the progress service sends the one
+    alert per job and cause (stored, so neither a redelivery nor a restart repeats it, and with the
+    links to the job); a per-message POST from every service would page once per dead letter."""
+    if settings.alert_webhook_url and not settings.progress_url:
         return WebhookAlert(settings.alert_webhook_url, settings.progress_url)
     return LogAlert(settings.progress_url)
 

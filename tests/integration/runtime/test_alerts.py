@@ -31,8 +31,7 @@ def test_dead_letter_alert_reaches_the_webhook(echo_env: EchoEnv, unique) -> Non
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     echo_env.settings = echo_env.settings.model_copy(update={
-        "alert_webhook_url": f"http://127.0.0.1:{server.server_port}/alerts",
-        "progress_url": "http://progress.local"})
+        "alert_webhook_url": f"http://127.0.0.1:{server.server_port}/alerts"})  # no progress service
     service = Service(unique("alerting"), retry=RetryPolicy(delays=(0.1,), jitter=0.0))
 
     @service.handler(Ping)
@@ -51,5 +50,15 @@ def test_dead_letter_alert_reaches_the_webhook(echo_env: EchoEnv, unique) -> Non
     assert alert["job_id"] == root.correlation_id and alert["event_id"] == root.event_id
     assert alert["error_type"] == "PermanentError" and alert["error_message"] == "card expired"
     assert alert["reason"] == "permanent-error" and alert["key"] == "o-9"
-    assert alert["links"]["progress"] == f"http://progress.local/jobs/{root.correlation_id}"
+    assert "progress" not in alert["links"]
     assert service.name in alert["links"]["dlq"]
+
+
+def test_with_a_progress_service_the_runtime_only_logs_its_dead_letters(echo_env: EchoEnv) -> None:
+    """The progress service sends the one alert per job and cause; services do not page per message."""
+    from choreo.retry.alerts import LogAlert
+    from choreo.runtime.worker import alert_hook
+
+    settings = echo_env.settings.model_copy(update={"alert_webhook_url": "http://hooks.local/alerts",
+                                                    "progress_url": "http://progress.local"})
+    assert isinstance(alert_hook(settings), LogAlert)
