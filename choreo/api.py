@@ -29,6 +29,9 @@ from choreo.errors import ConfigError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from choreo.envelope import Envelope
+    from choreo.events import Event
+    from choreo.group_publish import GroupPublisher
     from choreo.idempotency import IdempotencyStore
     from choreo.publisher import Publisher
 
@@ -37,8 +40,8 @@ class ApiDeps:
     """What an API factory gets: the settings, the service's name, a publisher and a store opener.
 
     The publisher is created on first use (so building the app needs no broker) and closed by
-    :meth:`close`; it is shared by the app's request threads, so callers serialize their use of it
-    (``Publisher`` is one thread at a time) — :attr:`publish_lock` is there for that.
+    :meth:`close`. Request threads publish through :meth:`publish`, which is thread-safe and lets
+    concurrent requests share one acknowledgement wait; ``publisher()`` itself is one thread at a time.
     """
 
     def __init__(self, settings: Settings, service: str,
@@ -46,10 +49,10 @@ class ApiDeps:
                  store_opener: Callable[[], IdempotencyStore] | None = None) -> None:
         self.settings = settings
         self.service = service
-        self.publish_lock = threading.Lock()
         self._publisher_factory = publisher_factory or self._default_publisher
         self._store_opener = store_opener or self._default_store
         self._publisher: Publisher | None = None
+        self._group: GroupPublisher | None = None
         self._create_lock = threading.Lock()
 
     def _default_publisher(self) -> Publisher:
@@ -65,9 +68,23 @@ class ApiDeps:
     def publisher(self) -> Publisher:
         """The app's publisher (its ``ce_source`` is the service name), created once."""
         with self._create_lock:
-            if self._publisher is None:
-                self._publisher = self._publisher_factory()
-            return self._publisher
+            return self.publisher_unlocked()
+
+    def publish(self, event: Event, *, correlation_id: str | None = None) -> Envelope:
+        """Publish ``event`` and return once the broker acknowledged it (ProduceError otherwise). Safe
+        from many request threads at once: concurrent callers share one flush (choreo.group_publish)."""
+        with self._create_lock:
+            if self._group is None:
+                from choreo.group_publish import GroupPublisher
+
+                self._group = GroupPublisher(self.publisher_unlocked())
+            group = self._group
+        return group.publish(event, correlation_id=correlation_id)
+
+    def publisher_unlocked(self) -> Publisher:
+        if self._publisher is None:
+            self._publisher = self._publisher_factory()
+        return self._publisher
 
     def open_store(self) -> IdempotencyStore:
         """A new connection to the service's store (SQLite file or PostgreSQL), for the app's own use."""
@@ -78,6 +95,7 @@ class ApiDeps:
             if self._publisher is not None:
                 self._publisher.close()
                 self._publisher = None
+                self._group = None
 
 
 @dataclass(frozen=True)

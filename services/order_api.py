@@ -194,8 +194,7 @@ class OrderDesk:
         # publishing, a crash would leave a row that no event ever closes — running for ever.
         delivery = None if request.delivery is None else self._deliver_to(job_id, request.delivery)
         try:
-            with self.deps.publish_lock:
-                envelope = self.deps.publisher().publish(event, correlation_id=job_id, wait=True)
+            envelope = self.deps.publish(event, correlation_id=job_id)  # acked; concurrent orders share a flush
         except BaseException:
             self._forget_delivery(delivery)  # not published: no job will ever read them
             raise
