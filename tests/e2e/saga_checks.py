@@ -111,6 +111,10 @@ class PlacedOrder:
     rule: str
     body: dict[str, Any]
     order_id: str | None = None
+    job_id: str | None = None  # the 202 body's job_id
+    progress_url: str | None = None  # the 202 body's progress_url
+    location: str | None = None  # the 202's Location header
+    accepted_at: float | None = None  # time.monotonic() when the 202 came
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
     view: dict[str, Any] | None = None  # the last GET /orders/{id} answer
@@ -180,7 +184,10 @@ class Placer:
                 order.errors.append(type(exc).__name__)
             else:
                 if answer.status_code == 202:
-                    order.order_id = str(answer.json()["order_id"])
+                    accepted = answer.json()
+                    order.job_id, order.progress_url = accepted.get("job_id"), accepted.get("progress_url")
+                    order.location, order.accepted_at = answer.headers.get("location"), time.monotonic()
+                    order.order_id = str(accepted["order_id"])  # set last: other threads read order_id first
                     with self._lock:
                         self._accepted += 1
                     return

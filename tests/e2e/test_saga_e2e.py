@@ -12,6 +12,13 @@ decoded with the official registry client, and the services' SQLite state tables
 - one notification per order, no deadline timer left, nothing dead-lettered.
 
 The same holds when one service is SIGKILLed while orders flow and dev's supervisor restarts it.
+
+Then the progress resource (issue 10, tests/e2e/progress_checks.py) must agree with all of that for every
+job: status and reason as order_orders says, one completed task per step that ran (every event × every
+service consuming it), the attempts of the retried steps, settled with a long Cache-Control, ETag/304, and
+no payload value or error text in any answer; ``compensating`` must have been seen while a called-off job
+compensated. With ``victim="progress"`` the progress service itself is SIGKILLed mid-run and must still
+agree at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +38,14 @@ import pytest
 
 from choreo.kafka.embedded import free_port
 from choreo.testing.processes import ChoreoProcess, pid_alive, wait_until
+from tests.e2e.progress_checks import (
+    CompensationWatcher,
+    ProgressAudit,
+    check_http_semantics,
+    fetch_settled,
+    load_orders,
+    read_retries,
+)
 from tests.e2e.saga_checks import (
     SERVICES,
     Placer,
@@ -62,6 +77,7 @@ class Dev:
     bootstrap: str
     registry_url: str
     order_api_url: str
+    progress_url: str
 
     def log(self) -> str:
         assert self.process.log_path is not None
@@ -89,7 +105,7 @@ def dev(tmp_path: Path) -> Iterator[Dev]:
         log_path=tmp_path / "dev.log", cwd=ROOT,
     ).start()
     running = Dev(process, state_dir, f"127.0.0.1:{ports['broker']}", f"http://127.0.0.1:{ports['registry']}",
-                  f"http://127.0.0.1:{ports['order']}")
+                  f"http://127.0.0.1:{ports['order']}", f"http://127.0.0.1:{ports['progress']}")
 
     def ready() -> bool:
         assert process.alive(), f"choreo dev exited early:\n{running.log()[-3000:]}"
@@ -159,12 +175,15 @@ def dead_letters(dev: Dev) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("victim", [None, "payment", "inventory", "shipping", "order"])
-def test_saga_invariants_hold_with_every_rule_and_a_killed_service(dev: Dev, victim: str | None) -> None:
+@pytest.mark.parametrize("victim", [None, "payment", "inventory", "shipping", "order", "progress"])
+def test_saga_invariants_hold_with_every_rule_and_a_killed_service(dev: Dev, victim: str | None,
+                                                                   request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
     planned = plan_orders(ORDERS, seed=9, slow_ttl_s=SLOW_TTL_S)
     assert {rule for rule, _ in planned} == {"plain", "declined", "sold-out", "fraud", "flaky", "slow"}
     placer = Placer(dev.order_api_url, planned, rate=RATE).start()
+    watcher = CompensationWatcher(placer.orders, slow_ttl_s=SLOW_TTL_S).start()
+    request.addfinalizer(watcher.stop)  # before dev stops, even if an assertion below fails
 
     if victim is not None:
         wait_until(lambda: placer.accepted >= KILL_AFTER, 60, interval_s=0.05, message=f"{KILL_AFTER} orders")
@@ -196,6 +215,44 @@ def test_saga_invariants_hold_with_every_rule_and_a_killed_service(dev: Dev, vic
         report += [f"  {line}" for line in dlq[:10]]
     assert not violations and not dlq, "\n".join(report)
     assert len(audit.expected) >= ORDERS
+    watcher.stop()
+    # Killing the progress service blinds the watcher for seconds, and it catches up on a backlog after
+    # (an expiry and its compensation then land in one batch): there, any called-off job will do.
+    check_progress(dev, audit, placer, watcher, require_expiring=victim != "progress")
+
+
+def check_progress(dev: Dev, audit: SagaAudit, placer: Placer, watcher: CompensationWatcher, *,
+                   require_expiring: bool) -> None:
+    """The progress resource agrees with the audited saga for every job (tests/e2e/progress_checks.py),
+    and a called-off job — an expiring one, if ``require_expiring`` — was seen ``compensating`` before
+    its final status."""
+    started = time.monotonic()
+    orders = load_orders(dev.state_dir)
+    job_ids = orders.keys() | {r.headers.get("correlation-id", r.ce_id) for r in audit.read.records}
+    answers = fetch_settled(dev.progress_url, job_ids, timeout_s=30)
+    settled_s = time.monotonic() - started
+    progress = ProgressAudit(audit.read, orders, answers, placer.orders, dev.progress_url,
+                             read_retries(dev.bootstrap), watcher.answers)
+    problems = progress.violations()
+    completed = next(job_id for job_id, row in orders.items() if row.status == "completed")
+    http = check_http_semantics(dev.progress_url, completed)
+    compensating = watcher.compensating_seen()
+    expiring = {job_id: seen for job_id, seen in compensating.items() if seen[-1] == "expired"}
+    watched = sum(len(seen) for seen in watcher.answers.values())
+    print(f"progress: {len(answers)} jobs settled after {settled_s:.1f}s, checked in "
+          f"{time.monotonic() - started:.1f}s ({len(answers) + watched} distinct answers leak-checked); "
+          f"watcher: {watcher.polls} polls of {len(watcher.seen)} jobs, "
+          f"seen compensating: {len(expiring)} expiring, {len(compensating) - len(expiring)} cancelled, "
+          f"e.g. {list(expiring.values())[:2]}")
+    report = []
+    for name, lines in problems.items():
+        report.append(f"progress {name}: {len(lines)} violation(s)")
+        report += [f"  {line}" for line in lines[:15]]
+    report += [f"progress http: {line}" for line in http]
+    assert not problems and not http, "\n".join(report)
+    assert expiring if require_expiring else compensating, (
+        f"no {'expiring' if require_expiring else 'called-off'} job was seen compensating before its final "
+        f"status; statuses seen per watched job: {dict(list(watcher.seen.items())[:10])}")
 
 
 def test_an_order_service_crash_before_its_publish_leaves_no_order_running_forever(dev: Dev) -> None:
