@@ -78,7 +78,9 @@ STATE_DDL = (
 class DeliveryUnavailable(RetryableError):
     """The job's shared state could not be read: retry the dispatch later."""
 
-service = Service("shipping", retry=RetryPolicy(delays=(0.5, 1.0, 2.0)), ordered_retries=True,
+# Dispatch reads the job's shared state from the progress service: its retries (15.5 s in all, inside
+# the job's default 30 s deadline) outlast a restart of that service instead of dead-lettering the step.
+service = Service("shipping", retry=RetryPolicy(delays=(0.5, 1.0, 2.0, 4.0, 8.0)), ordered_retries=True,
                   state_ddl=STATE_DDL)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -48,9 +49,19 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+# Ports handed out to be bound later by another process come from below Linux's ephemeral range
+# (32768-60999): a port the OS picked from that range can be taken meanwhile by any outgoing
+# connection (every Kafka client opens several), which made a child fail with "address in use".
+_LISTEN_PORTS = range(20000, 32000)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port the OS says is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port that is free right now, outside the ephemeral range (see ``_LISTEN_PORTS``)."""
+    for _ in range(200):
+        port = random.choice(_LISTEN_PORTS)
+        if port_is_free(host, port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # crowded: let the OS pick
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 

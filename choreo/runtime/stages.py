@@ -229,12 +229,16 @@ class TaskReport(Stage):
     """One task record per step that ran (handled, sent to retry, dead-lettered) on ``choreo.tasks``.
 
     Produced with the batch's outputs, so it shares their flush (no extra round trip) and is covered
-    by the same re-run guarantee; duplicates and parked records ran no step and report nothing.
+    by the same re-run guarantee; parked records ran no step and report nothing.
     Placed first in the list, its ``leave`` runs last, once every other stage has set the status.
     """
 
     name = "tasks"
-    _STATUS = {Status.HANDLED: "completed", Status.RETRY: "retrying", Status.DEAD: "dead-lettered"}
+    # A duplicate was handled before (only handled ids are marked): it reports ``completed`` again. A
+    # transactional step commits its mark before its task record is acknowledged, so after a crash in
+    # between, the redelivery is the only chance to report it; observers take repeated records as one.
+    _STATUS = {Status.HANDLED: "completed", Status.DUPLICATE: "completed", Status.RETRY: "retrying",
+               Status.DEAD: "dead-lettered"}
 
     def __init__(self, scope: BatchScope, producer: ReliableProducer) -> None:
         self.scope, self.producer, self.service = scope, producer, scope.service
