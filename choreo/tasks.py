@@ -2,10 +2,14 @@
 
 A *step* (a *task* of the job) is one run of one service's handler for one input event. Its id is the
 step's ``request-id`` (:func:`choreo.envelope.step_request_id` of the input's ``ce_id`` and the service),
-so an observer can name the task a service *will* run for an event before it reports. One record per
-attempt's outcome, sent with the batch's outputs (same producer, same flush: no extra round trip):
+so an observer can name the task a service *will* run for an event before it reports. A step that
+emitted events is reported by them: each output carries the step's ``request-id``, ``ce_source`` (the
+service) and ``causation-id`` (the input), and is acknowledged in the same flush — a second record per
+step measured ~20% of a service's throughput. A task record is sent for every outcome the outputs do
+not tell, with the batch's outputs (same producer, same flush: no extra round trip):
 
-- ``completed``     the attempt handled the input (its outputs, if any, are on their topics);
+- ``completed``     the attempt handled the input and emitted nothing (or the input came again, as a
+                    duplicate of a step already handled);
 - ``retrying``      the attempt failed and the input went to a retry topic (attempt + 1 follows);
 - ``dead-lettered`` the attempt failed for good (the input is in ``<service>.dlq``).
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from choreo.envelope import CORRELATION_ID, EnvelopeError, headers_to_dict, parse_envelope
+from choreo.envelope import CE_SOURCE, CORRELATION_ID, REQUEST_ID, EnvelopeError, headers_to_dict, parse_envelope
 from choreo.errors import DeserializationError
 from choreo.progress.flow import Flow
 from choreo.progress.model import DeadLetterFact, EventFact, TaskFact, parse_time_ms, reason_code
@@ -75,7 +75,23 @@ class Intake:
                 event = self._event(message)
                 if event is not None:
                     facts.events.append(event)
+                    implied = self._implied_task(message, event)
+                    if implied is not None:
+                        facts.tasks.append(implied)
         return facts
+
+    def _implied_task(self, message: Message, event: EventFact) -> TaskFact | None:
+        """The completion of the step that emitted ``event``: the runtime sends no task record for a step
+        whose outputs say it (``request-id`` = the task, ``ce_source`` = the service, ``causation-id`` =
+        its input). Attempt 0 means "not stated": the model counts the attempts from the retry records."""
+        headers = headers_to_dict(message.headers())
+        request, source = headers.get(REQUEST_ID), headers.get(CE_SOURCE)
+        if event.causation_id is None or not request or not source:
+            return None  # a root event: no step of a service emitted it
+        stamp = event.time_ms or 0
+        return TaskFact(task_id=request.decode(errors="replace"), job_id=event.job_id,
+                        service=source.decode(errors="replace"), status="completed", attempt=0,
+                        input_id=event.causation_id, input_type="", started_ms=stamp, stopped_ms=stamp)
 
     def _task(self, message: Message) -> TaskFact | None:
         try:

@@ -245,5 +245,14 @@ def _reported(task_id: str, records: list[TaskFact], input_time: Mapping[str, in
     first = min(records, key=lambda r: (r.started_ms, r.attempt))
     started = first.started_ms
     sort_ms = input_time.get(first.input_id) or started
-    return TaskView(task_id, first.service, status, started, stopped, max(r.attempt for r in records),
+    return TaskView(task_id, first.service, status, started, stopped, _attempts(records, status),
                     first.input_id, sort_ms)
+
+
+def _attempts(records: list[TaskFact], status: str) -> int:
+    """The highest attempt stated; a completion told only by the step's outputs (attempt 0, see
+    ``Intake._implied_task``) is the attempt after the last failed one."""
+    stated = max((r.attempt for r in records if r.attempt > 0), default=0)
+    if status == "completed" and not any(r.status == "completed" and r.attempt > 0 for r in records):
+        return stated + 1
+    return stated

@@ -37,7 +37,7 @@ class Status:
 class Rec:
     """One record on its way through the stages (slots: one is built per consumed record)."""
 
-    __slots__ = ("message", "event_id", "headers", "route", "attempt", "status", "event", "request_id")
+    __slots__ = ("message", "event_id", "headers", "route", "attempt", "status", "event", "request_id", "emitted")
 
     def __init__(self, message: Message, event_id: str, headers: dict[str, bytes], route: Any,
                  attempt: int) -> None:
@@ -49,6 +49,7 @@ class Rec:
         self.status = Status.NEW
         self.event: Any = None  # the decoded event, once the decode stage ran
         self.request_id: str | None = None  # the step's request-id, if the handle stage derived it
+        self.emitted = 0  # events the step emitted (each one reports the step's completion)
 
     @property
     def key(self) -> str | None:
