@@ -24,8 +24,11 @@ dev: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/choreo demo $(or $(ARGS),--orders 200)
 
+# Three worker processes, one test module each at a time (module fixtures stay on one worker); each
+# worker starts its own broker and registry. Most tests wait on brokers and processes, not the CPU.
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 run: $(STAMP)
 	@test -n "$(SERVICE)" || (echo "usage: make run SERVICE=<name or package.module:attr>" >&2; exit 2)

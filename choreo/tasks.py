@@ -19,6 +19,9 @@ Metadata only — no payload, no error text. The value is one JSON object, UTF-8
      "status": "completed", "attempt": 1, "input": <input ce_id>, "type": <input ce_type>,
      "started": <epoch ms>, "stopped": <epoch ms>}
 
+``attempt`` 0 means "not stated": a duplicate (a copy of any earlier attempt, as retries share the
+``ce_id``) reports ``completed`` without knowing which attempt completed.
+
 Records of one job keep their order (one key); a re-run after a crash may repeat a record (same task,
 same attempt): observers treat records as idempotent facts. ``CHOREO_TASK_RECORDS=false`` turns them off.
 """

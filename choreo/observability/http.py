@@ -20,17 +20,17 @@ log = logging.getLogger(__name__)
 def add_health_routes(app: FastAPI, is_alive: Callable[[], bool], is_ready: Callable[[], bool]) -> None:
     """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz`` (200 or 503) on ``app``."""
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", summary="200 while the process is alive, else 503")
     def healthz() -> Response:
         ok = is_alive()
         return Response('{"status":"ok"}' if ok else '{"status":"down"}', status_code=200 if ok else 503,
                         media_type="application/json")
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.get("/readyz", summary="200 once the consumer has its partitions, else 503")
     def readyz() -> Response:
         ok = is_ready()
         return Response('{"status":"ready"}' if ok else '{"status":"starting"}', status_code=200 if ok else 503,
@@ -38,7 +38,7 @@ def add_health_routes(app: FastAPI, is_alive: Callable[[], bool], is_ready: Call
 
 
 def create_health_app(is_alive: Callable[[], bool], is_ready: Callable[[], bool]) -> FastAPI:
-    app = FastAPI(title="choreo service", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="choreo service", docs_url=None, redoc_url=None)  # /openapi.json, as every HTTP service
     add_health_routes(app, is_alive, is_ready)
     return app
 

@@ -256,8 +256,11 @@ class TaskReport(Stage):
         event_id = rec.event_id
         job_bytes = rec.headers.get(CORRELATION_ID) or event_id.encode()
         task = rec.request_id or step_request_id(event_id, self.service)
+        # A duplicate may be a copy of any earlier attempt (retries share the ce_id): its attempt says
+        # nothing about the one that completed, so it is sent as 0, "not stated".
+        attempt = 0 if rec.status == Status.DUPLICATE else rec.attempt
         value = encode_task(job_bytes.decode(errors="replace"), task,
-                            self.service, status, rec.attempt, event_id, rec.route.type_name,
+                            self.service, status, attempt, event_id, rec.route.type_name,
                             self.scope.started_ms, int(time.time() * 1000))
         self.producer.produce(OutgoingRecord(TASKS_TOPIC, job_bytes, value, []))
 

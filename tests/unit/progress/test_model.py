@@ -155,3 +155,15 @@ def test_helpers() -> None:
     assert parse_time_ms("2023-11-14T22:13:20.000Z") == T0 and parse_time_ms("nonsense") is None
     assert reason_code("payment-declined") == "payment-declined"
     assert reason_code("amount over card limit") is None and reason_code(3) is None
+
+
+def test_a_completion_told_by_outputs_or_a_duplicate_counts_the_attempt_after_the_failed_ones() -> None:
+    """Attempt 0 is "not stated": an implied completion (the step's outputs) or a duplicate's report."""
+    retried = [rec("e1", "payment", "retrying", 1, 10), rec("e1", "payment", "retrying", 2, 20),
+               rec("e1", "payment", "completed", 0, 30)]
+    once = [rec("e1", "fraud", "completed", 0, 5)]
+    stated = [rec("e1", "order", "retrying", 1, 10), rec("e1", "order", "completed", 2, 20),
+              rec("e1", "order", "completed", 0, 40)]  # a late duplicate's report changes nothing
+    view = derive_job(JOB, [ROOT], retried + once + stated, CONSUMERS)
+    attempts = {t.service: (t.status, t.attempts) for t in view.tasks}
+    assert attempts == {"payment": ("completed", 3), "fraud": ("completed", 1), "order": ("completed", 2)}
