@@ -123,4 +123,6 @@ def list_subjects() -> None:
             "" if row.latest_id is None else str(row.latest_id),
             Text(row.local, style=local_style),
         )
-    console.print(table)
+    # Never cut a subject: a piped console is 80 columns wide, narrower than long subject names.
+    needed = max((len(row.subject) for row in rows), default=0) + max((len(row.local) for row in rows), default=0) + 30
+    Console(highlight=False, width=max(console.width, needed)).print(table)
