@@ -210,20 +210,13 @@ class TimerSource:
 
 
 TIMER_TABLES = {
-    "sqlite": [
-        """CREATE TABLE IF NOT EXISTS choreo_timers (
+    dialect: [
+        f"""CREATE TABLE IF NOT EXISTS choreo_timers (
             service TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, partition_no INTEGER NOT NULL,
-            due_ms INTEGER NOT NULL, event_id TEXT NOT NULL, value BLOB NOT NULL, headers TEXT NOT NULL,
-            created_ms INTEGER NOT NULL, PRIMARY KEY (service, key, name))""",
+            due_ms BIGINT NOT NULL, event_id TEXT NOT NULL, value {blob} NOT NULL, headers TEXT NOT NULL,
+            created_ms BIGINT NOT NULL, PRIMARY KEY (service, key, name))""",
         "CREATE INDEX IF NOT EXISTS choreo_timers_due ON choreo_timers (service, partition_no, due_ms)",
         "CREATE INDEX IF NOT EXISTS choreo_timers_event ON choreo_timers (service, event_id)",
-    ],
-    "postgresql": [
-        """CREATE TABLE IF NOT EXISTS choreo_timers (
-            service text NOT NULL, key text NOT NULL, name text NOT NULL, partition_no integer NOT NULL,
-            due_ms bigint NOT NULL, event_id text NOT NULL, value bytea NOT NULL, headers text NOT NULL,
-            created_ms bigint NOT NULL, PRIMARY KEY (service, key, name))""",
-        "CREATE INDEX IF NOT EXISTS choreo_timers_due ON choreo_timers (service, partition_no, due_ms)",
-        "CREATE INDEX IF NOT EXISTS choreo_timers_event ON choreo_timers (service, event_id)",
-    ],
+    ]
+    for dialect, blob in (("sqlite", "BLOB"), ("postgresql", "BYTEA"))
 }

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +12,9 @@ import pytest
 from choreo.config import Settings
 from choreo.kafka.admin import TopicSpec, ensure_topics
 from choreo.publisher import Publisher
-from choreo.runtime.worker import Worker
 from choreo.schemas.catalog import SchemaCatalog
-from choreo.service import Service
-from choreo.testing.processes import wait_until
 from tests.support.echo import write_schemas
+from tests.support.workers import running as run_on_thread
 
 
 @dataclass
@@ -44,30 +40,7 @@ def echo_env(kafka_config: dict[str, Any], schema_registry_url: str, unique: Cal
     return EchoEnv(settings, in_topic, out_topic, SchemaCatalog.load(schemas_dir), kafka_config)
 
 
-@contextmanager
-def running(service: Service, env: EchoEnv, **worker_options: Any) -> Iterator[Worker]:
-    """Run ``service`` on a thread until the block ends; fail the test if the worker crashed."""
-    worker = Worker(service.bind(env.catalog), env.settings, **worker_options)
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # surfaced in the test thread below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"worker-{service.name}", daemon=True)
-    thread.start()
-    try:
-        # Topics (retry, DLQ) exist and partitions are assigned before the test reads anything.
-        wait_until(lambda: worker.ready.is_set() or bool(errors), 60, message=f"{service.name} assigned")
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(30)
-    assert not thread.is_alive(), "worker did not stop within 30 s"
-    if errors:
-        raise errors[0]
+running = run_on_thread  # the runtime tests' name for it (tests/support/workers.py)
 
 
 @dataclass

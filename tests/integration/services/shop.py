@@ -40,6 +40,7 @@ from choreo.service import Service
 from choreo.state import fetchone
 from choreo.testing.processes import wait_until
 from services.events import ALL_EVENTS, OrderLine, OrderPlaced
+from tests.support.workers import running as run_on_thread
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 SHOP_TOPICS = tuple(sorted(p.name for p in SCHEMAS.iterdir() if p.is_dir()))
@@ -122,28 +123,8 @@ def running(service: Service, env: ShopEnv, **worker_options: Any) -> Iterator[W
     """Run ``service`` (under its suffixed name) on a thread until the block ends (the worker creates
     its state tables at start)."""
     renamed = dataclasses.replace(service, name=env.service_name(service))
-    worker = Worker(renamed.bind(env.catalog), env.settings, **worker_options)
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # surfaced in the test thread below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"worker-{renamed.name}", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: worker.ready.is_set() or bool(errors), 60, message=f"{renamed.name} assigned")
-        if errors:
-            raise errors[0]
+    with run_on_thread(renamed, env, **worker_options) as worker:
         yield worker
-    finally:
-        worker.stop()
-        thread.join(30)
-    assert not thread.is_alive(), "worker did not stop within 30 s"
-    if errors:
-        raise errors[0]
 
 
 class Tap:
