@@ -77,6 +77,10 @@ class Service:
     state_ddl: Sequence[str] = ()
     # An HTTP API served by `choreo run` beside /metrics (see choreo.api.ServiceApi), or None.
     api: Any = None
+    # Events it publishes from outside handlers (its API starting jobs): drawn by `choreo graph`.
+    publishes: Sequence[type[Event]] = ()
+    # Event chains that lead back to this service are by design (e.g. it closes the jobs it starts).
+    intended_cycles: bool = False
     handlers: dict[type[Event], HandlerSpec] = field(default_factory=dict)
     # Handlers of fired timers, by the scheduled event's class (see Context.schedule).
     timer_handlers: dict[type[Event], HandlerSpec] = field(default_factory=dict)

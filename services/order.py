@@ -45,8 +45,10 @@ from services.rules import FRAUD_REJECTED, PAYMENT_DECLINED, STOCK_UNAVAILABLE, 
 
 DEADLINE_TIMER = "deadline"
 
+# Its API publishes OrderPlaced; the saga comes back to it by design (it closes the jobs it starts).
 service = Service("order", retry=RetryPolicy(delays=(0.5, 1.0, 2.0)), ordered_retries=True,
-                  state_ddl=STATE_DDL, api=ServiceApi(create_app, port_setting="order_api_port"))
+                  state_ddl=STATE_DDL, api=ServiceApi(create_app, port_setting="order_api_port"),
+                  publishes=(OrderPlaced,), intended_cycles=True)
 
 
 def _status(ctx: Context, order_id: str) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ from choreo.cli import broker as broker_cmd
 from choreo.cli import demo as demo_cmd
 from choreo.cli import dev as dev_cmd
 from choreo.cli import dlq as dlq_cmd
+from choreo.cli import graph as graph_cmd
 from choreo.cli import progress as progress_cmd
 from choreo.cli import registry as registry_cmd
 from choreo.cli import run as run_cmd
@@ -33,6 +34,7 @@ app.command("dev")(dev_cmd.dev)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(dlq_cmd.app, name="dlq")
 app.command("progress")(progress_cmd.progress)
+app.command("graph")(graph_cmd.graph)
 
 
 def main() -> None:
