@@ -13,6 +13,7 @@ from rich.text import Text
 
 from choreo.cli.errors import fail, friendly_errors
 from choreo.config import Settings
+from choreo.errors import ChoreoError
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.schemas.registration import (
     Outcome,
@@ -95,13 +96,47 @@ def register() -> None:
 
 @app.command()
 @friendly_errors
-def check() -> None:
-    """Dry run of `register` for CI: report what would change, write nothing. Exit 1 if any is refused."""
+def check(
+    services: list[str] = typer.Option(None, "--service", help="Services whose use of a changed schema to "
+                                       "report (repeatable; default: every reference service)."),
+) -> None:
+    """Dry run of `register` for CI: report what would change, and which services consume and produce
+    each changed event; write nothing. Exit 1 if any is refused."""
     settings, catalog = _load()
     client = registry_client(settings.schema_registry_url)
-    failed = print_outcomes(plan_registration(catalog, client), dry_run=True)
+    outcomes = plan_registration(catalog, client)
+    users = _users_of_events(services, catalog)
+    failed = []
+    for outcome in outcomes:
+        failed += print_outcomes([outcome], dry_run=True)
+        if outcome.outcome != Outcome.UNCHANGED and users:
+            consumers, producers = users.get(outcome.full_name, ([], []))
+            console.print(f"    consumed by: {', '.join(consumers) or '-'}; produced by: {', '.join(producers) or '-'}")
     if failed:
         raise _summary_error(failed, "would be refused")
+
+
+def _users_of_events(names: list[str] | None, catalog: SchemaCatalog) -> dict[str, tuple[list[str], list[str]]]:
+    """Avro full name → (consuming services, producing services), from the services' declarations
+    (the map of `choreo graph`); {} when there are no services to ask (a project without services/)."""
+    from choreo.cli.progress import reference_services
+    from choreo.flowmap import FlowMap
+    from choreo.runtime.loader import load_service
+
+    targets = names or reference_services()
+    if not targets:
+        return {}
+    flow = FlowMap.build([load_service(name) for name in targets])
+    users: dict[str, tuple[list[str], list[str]]] = {}
+    for roles, index in ((flow.consumes, 0), (flow.emits, 1)):
+        for service, events in sorted(roles.items()):
+            for event in events:
+                try:
+                    full_name = catalog.get(event.avro_name).full_name
+                except ChoreoError:
+                    continue  # no schema: `choreo graph` reports it
+                users.setdefault(full_name, ([], []))[index].append(service)
+    return users
 
 
 @app.command("list")

@@ -108,6 +108,9 @@ def test_check_reports_changes_without_writing_and_register_refuses_incompatible
     lines = subject_lines(check.output)
     assert lines[placed].startswith("incompatible") and "coupon_code" in lines[placed], lines[placed]
     assert lines[cancelled].startswith("new version") and "(would register)" in lines[cancelled]
+    # Who a change affects, from the services' declarations (the map of `choreo graph`), under its line.
+    after = check.output.split(lines[cancelled], 1)[1].splitlines()[1]
+    assert after.strip() == "consumed by: inventory, notification, payment, shipping; produced by: order"
     assert "error:" in check.output and placed in check.output.splitlines()[-1]
     assert client.get_versions(cancelled) == [1], "check must not register anything"
     assert client.get_versions(placed) == [1]
