@@ -14,40 +14,14 @@ events it publishes from outside a handler (an HTTP API starting jobs). The map 
 
 from __future__ import annotations
 
-import collections.abc as cabc
-import types
-import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from choreo.emits import emitted_types
 from choreo.errors import ConfigError
 from choreo.events import Event
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.service import Service
-
-_CONTAINERS = {list, tuple, set, frozenset, cabc.Iterable, cabc.Iterator, cabc.Generator, cabc.Sequence,
-               cabc.AsyncIterator, cabc.AsyncIterable, cabc.AsyncGenerator, cabc.Awaitable, cabc.Coroutine}
-
-
-def emitted_types(func: object) -> set[type[Event]]:
-    """The Event classes ``func``'s return annotation names (unions, Optional, iterators, lists)."""
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception:  # noqa: BLE001 - an unresolvable annotation names nothing we can draw
-        return set()
-    return _events_in(hints.get("return"))
-
-
-def _events_in(annotation: object) -> set[type[Event]]:
-    if isinstance(annotation, type) and issubclass(annotation, Event):
-        return {annotation}
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType) or origin in _CONTAINERS:
-        args = typing.get_args(annotation)
-        if origin in (cabc.Generator, cabc.AsyncGenerator, cabc.Coroutine):
-            args = args[:1] if origin is not cabc.Coroutine else args[-1:]  # what is yielded / returned
-        return set().union(*(_events_in(arg) for arg in args)) if args else set()
-    return set()
 
 
 @dataclass(frozen=True)
@@ -78,13 +52,13 @@ class FlowMap:
             if service.publishes:
                 steps[None] = set(service.publishes)
             for event_class, spec in service.handlers.items():
-                steps[event_class] = emitted_types(spec.func)
+                steps[event_class] = set(spec.declared_emits)
             for join in service.joins:  # the join's outputs may follow any part's arrival
                 outputs = emitted_types(join.func) | (emitted_types(join.on_timeout) if join.on_timeout else set())
                 for part in join.parts:
                     steps[part] = set(outputs)
             flow.steps[service.name] = steps
-            flow.timers[service.name] = {event_class: emitted_types(spec.func)
+            flow.timers[service.name] = {event_class: set(spec.declared_emits)
                                          for event_class, spec in service.timer_handlers.items()}
             if service.intended_cycles:
                 flow.intended.add(service.name)

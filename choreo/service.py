@@ -47,6 +47,14 @@ class HandlerSpec:
     func: HandlerFunc
     transactional: bool = False
     retry: RetryPolicy | None = None
+    emits: tuple[type[Event], ...] | None = None  # None: what the return annotation names
+
+    @property
+    def declared_emits(self) -> frozenset[type[Event]]:
+        """The event types this handler may emit; the runtime refuses any other (choreo.emits)."""
+        from choreo.emits import emitted_types  # choreo.emits imports the errors only: no cycle
+
+        return frozenset(self.emits) if self.emits is not None else frozenset(emitted_types(self.func))
 
     @property
     def name(self) -> str:
@@ -93,10 +101,13 @@ class Service:
             )
 
     def handler(self, event_class: type[Event], *, transactional: bool = False,
-                retry: RetryPolicy | None = None) -> Callable[[HandlerFunc], HandlerFunc]:
+                retry: RetryPolicy | None = None,
+                emits: Sequence[type[Event]] | None = None) -> Callable[[HandlerFunc], HandlerFunc]:
         """Register the decorated function as this service's handler for ``event_class``.
 
-        ``retry`` overrides the service's retry policy for this handler only.
+        ``retry`` overrides the service's retry policy for this handler only. What the handler may emit
+        is what its return annotation names (``-> A | B | None``), or ``emits`` where an annotation
+        cannot say; the runtime refuses anything else, so the map (``choreo graph``) cannot lie.
         """
         if not (isinstance(event_class, type) and issubclass(event_class, Event)):
             raise ConfigError(f"{self.name}: @handler needs an Event subclass, got {event_class!r}")
@@ -105,7 +116,8 @@ class Service:
 
         def register(func: HandlerFunc) -> HandlerFunc:
             self._check_unclaimed(event_class, getattr(func, "__qualname__", repr(func)))
-            self.handlers[event_class] = HandlerSpec(event_class, func, transactional, retry)
+            self.handlers[event_class] = HandlerSpec(event_class, func, transactional, retry,
+                                                     tuple(emits) if emits is not None else None)
             return func
 
         return register

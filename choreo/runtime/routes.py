@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+from choreo.emits import emitted_types
 from choreo.events import Event, EventBinding, bind
 from choreo.join import JoinSpec
 from choreo.observability import metrics
@@ -25,14 +26,17 @@ from choreo.service import BoundService, Handler, HandlerSpec
 class Route:
     """Everything the hot path needs about one input event type, looked up once per record."""
 
-    __slots__ = ("binding", "type_name", "transactional", "chain", "tally")
+    __slots__ = ("binding", "type_name", "transactional", "chain", "tally", "emits", "handler")
 
-    def __init__(self, binding: EventBinding, transactional: bool, chain: Handler, tally: Tally) -> None:
+    def __init__(self, binding: EventBinding, transactional: bool, chain: Handler, tally: Tally,
+                 emits: frozenset[type[Event]], handler: str) -> None:
         self.binding = binding
         self.type_name = binding.type_name
         self.transactional = transactional
         self.chain = chain  # the handler wrapped in the service's middleware
         self.tally = tally  # handler durations, merged into Prometheus once per batch
+        self.emits = emits  # the event types the handler declares: any other output is refused
+        self.handler = handler  # its name, for the refusal's message
 
 
 def _emit_as_is(event: Event, ctx: object) -> list[Event]:
@@ -46,11 +50,13 @@ class Routes:
         self.bound, self.loop, self.serde = bound, loop, serde
         middleware = bound.service.middleware
         self.consumed: dict[str, Route] = {
-            type_name: self._route(binding, spec.transactional, build_chain(spec, loop, middleware))
+            type_name: self._route(binding, spec.transactional, build_chain(spec, loop, middleware),
+                                   spec.declared_emits, spec.name)
             for type_name, (binding, spec) in bound.inputs.items()
         }
         self.timed: dict[str, Route] = {  # @on_timer handlers, by the scheduled event's type
-            type_name: self._route(binding, spec.transactional, build_chain(spec, loop, middleware))
+            type_name: self._route(binding, spec.transactional, build_chain(spec, loop, middleware),
+                                   spec.declared_emits, spec.name)
             for type_name, (binding, spec) in bound.timer_inputs.items()
         }
         self.join_timeouts: dict[tuple[str, str], Route] = {}
@@ -70,8 +76,9 @@ class Routes:
         yield from self.timed.values()
         yield from self.join_timeouts.values()
 
-    def _route(self, binding: EventBinding, transactional: bool, chain: Handler) -> Route:
-        return Route(binding, transactional, chain, metrics.HANDLER_DURATION.tally())
+    def _route(self, binding: EventBinding, transactional: bool, chain: Handler,
+               emits: frozenset[type[Event]], handler: str) -> Route:
+        return Route(binding, transactional, chain, metrics.HANDLER_DURATION.tally(), emits, handler)
 
     def _add_join(self, spec: JoinSpec, bindings: dict[type[Event], EventBinding]) -> None:
         classes = {binding.type_name: cls for cls, binding in bindings.items()}
@@ -79,12 +86,13 @@ class Routes:
         complete = build_chain(HandlerSpec(spec.parts[0], spec.func, True), self.loop, ())
         timeout = build_chain(HandlerSpec(spec.parts[0], spec.on_timeout, True), self.loop, ()) \
             if spec.on_timeout is not None else None
+        emits = frozenset(emitted_types(spec.func) | (emitted_types(spec.on_timeout) if spec.on_timeout else set()))
         for binding in bindings.values():
             part = JoinPart(self.bound.name, spec, binding, classes, self.serde, complete)
-            self.consumed[binding.type_name] = self._route(binding, True, _wrap(part, middleware))
+            self.consumed[binding.type_name] = self._route(binding, True, _wrap(part, middleware), emits, spec.name)
             limit = JoinTimeout(self.bound.name, spec, classes, timeout)
             self.join_timeouts[(timeout_timer_name(spec), binding.type_name)] = self._route(
-                binding, True, _wrap(limit, middleware))
+                binding, True, _wrap(limit, middleware), emits, spec.name)
 
     def _emitter(self, event_type: str) -> Route | None:
         """A route emitting a due timer's event as it is (no @on_timer handler); built on first use."""
@@ -92,7 +100,8 @@ class Routes:
         if event_class is None:
             return None
         binding = self.bound.output_binding(event_class)
-        route = self.timed[event_type] = self._route(binding, False, _wrap(_emit_as_is, ()))
+        route = self.timed[event_type] = self._route(binding, False, _wrap(_emit_as_is, ()),
+                                                     frozenset({event_class}), "due timer")
         return route
 
 

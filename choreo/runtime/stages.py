@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from choreo.context import Context
+from choreo.emits import UndeclaredEmission
 from choreo.envelope import CORRELATION_ID, derived_event_id, output_headers, step_headers, step_request_id
 from choreo.errors import DeserializationError, InfrastructureError
 from choreo.events import Event
@@ -156,10 +157,11 @@ class Handle(Stage):
         started = time.perf_counter()
         try:
             if route.transactional:
-                rec.emitted = self._run_transactional(route.chain, rec.event, ctx)
+                rec.emitted = self._run_transactional(route, rec.event, ctx)
             else:
                 outputs = route.chain(rec.event, ctx)
                 if outputs:
+                    _check_declared(outputs, route)
                     self.producer.produce_all(self.encode_outputs(outputs, ctx))
                     self._count_produced(outputs)
                     rec.emitted = len(outputs)
@@ -181,10 +183,12 @@ class Handle(Stage):
             rec.request_id = ctx._request_id  # derived if outputs were stamped with it: reuse it
         return True
 
-    def _run_transactional(self, chain: Callable[[Event, Context], list[Event]], event: Event, ctx: Context) -> int:
+    def _run_transactional(self, route: Any, event: Event, ctx: Context) -> int:
+        chain = route.chain
         with self.store.transaction(self.service) as tx:
             ctx.tx = tx
             outputs = chain(event, ctx)
+            _check_declared(outputs, route)  # refused inside the transaction: nothing of it is kept
             event_ids: list[str] = []
             records = self.encode_outputs(outputs, ctx, event_ids)
             tx.record(ctx.event_id, [
@@ -225,6 +229,14 @@ class Handle(Stage):
         produced = self.scope.produced
         for output in outputs:  # not Counter.update: its Mapping check costs more than the loop
             produced[type(output)] += 1
+
+
+def _check_declared(outputs: list[Event], route: Any) -> None:
+    """UndeclaredEmission (a permanent error: dead-lettered) for an output type the handler does not declare."""
+    declared = route.emits
+    for output in outputs:
+        if type(output) not in declared:
+            raise UndeclaredEmission(route.handler, type(output), declared)
 
 
 class TaskReport(Stage):

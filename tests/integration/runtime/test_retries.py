@@ -98,7 +98,7 @@ def test_retries_exhausted_lands_in_the_dlq(echo_env: EchoEnv, unique) -> None:
 
 def test_poison_records_are_dead_lettered_with_their_reason(echo_env: EchoEnv, unique) -> None:
     service = Service(unique("poison"), retry=FAST)
-    service.handler(Ping)(lambda event, ctx: Pong(key=event.key, seq=event.seq))
+    service.handler(Ping, emits=[Pong])(lambda event, ctx: Pong(key=event.key, seq=event.seq))
     ce = [("ce_specversion", b"1.0"), ("ce_type", b"io.choreo.test.Ping"), ("ce_source", b"t")]
     produce_raw(echo_env.kafka_config, echo_env.in_topic, [
         (b"p", b"\xff\xfegarbage", [("ce_id", b"g1"), *ce]),

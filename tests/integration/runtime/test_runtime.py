@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import struct
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -113,7 +114,7 @@ def test_async_and_generator_handlers(echo_env: EchoEnv, unique) -> None:
     service = Service(unique("gen"))
 
     @service.handler(Ping)
-    async def twice(event: Ping, ctx: Context):  # async generator: yields two events
+    async def twice(event: Ping, ctx: Context) -> AsyncIterator[Pong]:  # async generator: yields two events
         yield Pong(key=event.key, seq=event.seq)
         yield Pong(key=event.key, seq=event.seq + 1000)
 
@@ -179,3 +180,25 @@ def test_each_outbox_entry_keeps_the_id_of_the_record_sent_for_it(echo_env: Echo
     # Counted once each, under the output's topic and type.
     produced = metrics.PRODUCED.labels(service.name, echo_env.out_topic, "io.choreo.test.Pong")
     assert produced._value.get() == 12
+
+
+def test_an_emitted_type_the_handler_does_not_declare_is_refused_and_dead_lettered(echo_env: EchoEnv,
+                                                                                  unique) -> None:
+    """The map (`choreo graph`) is drawn from the declarations: the runtime keeps it honest."""
+    from choreo.retry.headers import dlq_topic
+    from tests.support.kafka import read_all
+
+    service = Service(unique("liar"))
+
+    @service.handler(Ping)
+    def lies(event: Ping, ctx: Context) -> None:  # declares nothing, emits a Pong
+        return Pong(key=event.key, seq=event.seq)  # type: ignore[return-value]
+
+    with echo_env.publisher() as publisher:
+        publisher.publish(Ping(key="a", seq=1))
+    with running(service, echo_env):
+        dead = read_topic(echo_env.kafka_config, dlq_topic(service.name), until=count_at_least(1))
+    headers = headers_of(dead[0])
+    assert headers["dlq-reason"] == "permanent-error" and headers["dlq-error-type"] == "UndeclaredEmission"
+    assert "emitted Pong but declares nothing" in headers["dlq-error-message"]
+    assert read_all(echo_env.settings, echo_env.out_topic) == []
