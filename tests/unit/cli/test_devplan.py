@@ -41,7 +41,9 @@ def test_registered_commands_are_read_from_the_cli_app() -> None:
 
 def test_metrics_ports_are_fixed_by_position_and_fall_back_when_taken() -> None:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        # Below the ephemeral range (free_port), so the neighbours the test expects free are not taken
+        # meanwhile by some process's outgoing connection (a flake under parallel test runs).
+        sock.bind(("127.0.0.1", free_port()))
         sock.listen()
         busy = sock.getsockname()[1]
         base = busy - 2  # fraud is index 2: its fixed port is taken
@@ -81,7 +83,9 @@ def test_two_parts_on_one_port_and_a_taken_port_are_refused() -> None:
     with pytest.raises(ConfigError, match=f"the broker and the order API cannot both use port {port}"):
         plan(broker_port=port, order_api_port=port).check_ports()
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        # Below the ephemeral range (free_port), so the neighbours the test expects free are not taken
+        # meanwhile by some process's outgoing connection (a flake under parallel test runs).
+        sock.bind(("127.0.0.1", free_port()))
         sock.listen()
         busy = sock.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot start the progress service: port 127.0.0.1:{busy} is"):
