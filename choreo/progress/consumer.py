@@ -102,7 +102,7 @@ class ProgressConsumer:
         intake = Intake(self.flow, AvroEventSerde(SchemaRegistryClient(spec.registry_client_config()),
                                                   auto_register=False), self.tasks_topic)
         self._start_state()
-        consumer = Consumer(consumer_config(spec, self.group, **{"fetch.wait.max.ms": spec.fetch_wait_max_ms}))
+        consumer = Consumer(consumer_config(spec, self.group))
         consumer.subscribe(self.topics, on_assign=lambda *_: self.ready.set(), on_revoke=self._on_revoke)
         log.info("progress consuming %s as group %s", ", ".join(self.topics), self.group)
         try:
