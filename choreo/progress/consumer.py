@@ -107,8 +107,8 @@ class ProgressConsumer:
         log.info("progress consuming %s as group %s", ", ".join(self.topics), self.group)
         try:
             while not self._stop.is_set():
-                messages = [m for m in consumer.consume(self.batch_size, self.batch_wait_s) if m.error() is None
-                            or m.error().code() != KafkaError._PARTITION_EOF]
+                # Records in error (and EOF events, were a pass-through option to enable them) carry no fact.
+                messages = [m for m in consumer.consume(self.batch_size, self.batch_wait_s) if m.error() is None]
                 if self._handle(intake, messages):
                     self._store_offsets(consumer, messages)
                 self._maybe_expire()
@@ -212,9 +212,8 @@ class ProgressConsumer:
 
     def _store_offsets(self, consumer: Consumer, messages: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
-        for m in messages:
-            if m.error() is None:
-                last[(m.topic(), m.partition())] = max(last.get((m.topic(), m.partition()), -1), m.offset())
+        for m in messages:  # in offset order per partition: the last one is the highest
+            last[(m.topic(), m.partition())] = m.offset()
         if last:
             try:
                 consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
