@@ -36,7 +36,7 @@ from services.events import (
     StockReserved,
     StockUnavailable,
 )
-from services.rules import initial_stock, quantities, to_ms
+from services.rules import called_off_reason, initial_stock, quantities, to_ms
 
 STATE_DDL = (
     """CREATE TABLE IF NOT EXISTS inventory_stock (
@@ -117,8 +117,11 @@ def reserve(payment: PaymentAuthorized, ctx: Context) -> StockReserved | StockUn
                          lines=[ReservedLine(sku=sku, quantity=quantity) for sku, quantity in wanted.items()])
 
 
-def _release(order_id: str, reason: str, ctx: Context) -> StockReleased | None:
+@service.handler(OrderCancelled, transactional=True)
+@service.handler(OrderExpired, transactional=True)
+def release(event: OrderCancelled | OrderExpired, ctx: Context) -> StockReleased | None:
     """Give a held reservation back once; with none yet, leave a tombstone that refuses a later one."""
+    order_id, reason = event.order_id, called_off_reason(event)
     existing = _reservation(ctx, order_id)
     if existing is None:
         _record(ctx, order_id, "void-cancelled", None, {})
@@ -134,16 +137,6 @@ def _release(order_id: str, reason: str, ctx: Context) -> StockReleased | None:
                         " updated_at = ? WHERE sku = ?", (quantity, quantity, now_ms, sku))
     _set_status(ctx, order_id, "released")
     return StockReleased(order_id=order_id, reservation_id=reservation_id or f"res-{order_id}", reason=reason)
-
-
-@service.handler(OrderCancelled, transactional=True)
-def release_cancelled(event: OrderCancelled, ctx: Context) -> StockReleased | None:
-    return _release(event.order_id, event.reason, ctx)
-
-
-@service.handler(OrderExpired, transactional=True)
-def release_expired(event: OrderExpired, ctx: Context) -> StockReleased | None:
-    return _release(event.order_id, "expired", ctx)
 
 
 @service.handler(ShipmentDispatched, transactional=True)

@@ -31,7 +31,7 @@ from services.events import (
     PaymentDeclined,
     PaymentRefunded,
 )
-from services.rules import CARD_LIMIT_MINOR, job_deadline, payment_decision, quantities, to_ms
+from services.rules import CARD_LIMIT_MINOR, called_off_reason, job_deadline, payment_decision, quantities, to_ms
 
 STATE_DDL = (
     """CREATE TABLE IF NOT EXISTS payment_payments (
@@ -86,8 +86,11 @@ def authorize(order: OrderPlaced, ctx: Context) -> PaymentAuthorized | PaymentDe
     )
 
 
-def _refund(order_id: str, reason: str, ctx: Context) -> PaymentRefunded | None:
+@service.handler(OrderCancelled, transactional=True)
+@service.handler(OrderExpired, transactional=True)
+def refund(event: OrderCancelled | OrderExpired, ctx: Context) -> PaymentRefunded | None:
     """Refund an authorization once; with no payment yet, leave a tombstone that refuses a later one."""
+    order_id, reason = event.order_id, called_off_reason(event)
     existing = _status(ctx, order_id)
     now = datetime.now(UTC)
     if existing is None:
@@ -102,13 +105,3 @@ def _refund(order_id: str, reason: str, ctx: Context) -> PaymentRefunded | None:
     return PaymentRefunded(order_id=order_id, payment_id=payment_id or f"pay-{order_id}",
                            amount_minor=amount_minor, currency=currency or "", reason=reason,
                            refunded_at=now)
-
-
-@service.handler(OrderCancelled, transactional=True)
-def refund_cancelled(event: OrderCancelled, ctx: Context) -> PaymentRefunded | None:
-    return _refund(event.order_id, event.reason, ctx)
-
-
-@service.handler(OrderExpired, transactional=True)
-def refund_expired(event: OrderExpired, ctx: Context) -> PaymentRefunded | None:
-    return _refund(event.order_id, "expired", ctx)

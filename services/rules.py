@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from choreo.errors import RetryableError
+from services.events import OrderCancelled, OrderExpired
 
 CARD_LIMIT_MINOR = 500_000  # 5,000.00 in the order's currency
 AMPLE_STOCK = 1_000_000  # units a SKU starts with, created on first use
@@ -43,6 +44,7 @@ HOME_NETWORK = frozenset({
 PAYMENT_DECLINED = "payment-declined"
 STOCK_UNAVAILABLE = "stock-unavailable"
 FRAUD_REJECTED = "fraud-rejected"
+EXPIRED = "expired"  # the reason a compensation carries for an expired order
 
 
 class GatewayUnavailable(RetryableError):
@@ -79,6 +81,11 @@ def fraud_decision(customer_id: str, now: datetime, deadline: datetime) -> Fraud
             raise FraudCheckPending("fraud bureau has not answered yet")
         return "give-up"
     return "pass"
+
+
+def called_off_reason(event: OrderCancelled | OrderExpired) -> str:
+    """Why the order was called off, as its compensations (refund, release) carry it."""
+    return event.reason if isinstance(event, OrderCancelled) else EXPIRED
 
 
 def fraud_score(customer_id: str) -> float:
