@@ -72,26 +72,14 @@ class Intake:
                 if dead is not None:
                     facts.dead_letters.append(dead)
             else:
-                event = self._event(message)
+                headers = headers_to_dict(message.headers())
+                event = self._event(message, headers)
                 if event is not None:
                     facts.events.append(event)
-                    implied = self._implied_task(message, event)
+                    implied = _implied_task(headers, event)
                     if implied is not None:
                         facts.tasks.append(implied)
         return facts
-
-    def _implied_task(self, message: Message, event: EventFact) -> TaskFact | None:
-        """The completion of the step that emitted ``event``: the runtime sends no task record for a step
-        whose outputs say it (``request-id`` = the task, ``ce_source`` = the service, ``causation-id`` =
-        its input). Attempt 0 means "not stated": the model counts the attempts from the retry records."""
-        headers = headers_to_dict(message.headers())
-        request, source = headers.get(REQUEST_ID), headers.get(CE_SOURCE)
-        if event.causation_id is None or not request or not source:
-            return None  # a root event: no step of a service emitted it
-        stamp = event.time_ms or 0
-        return TaskFact(task_id=request.decode(errors="replace"), job_id=event.job_id,
-                        service=source.decode(errors="replace"), status="completed", attempt=0,
-                        input_id=event.causation_id, input_type="", started_ms=stamp, stopped_ms=stamp)
 
     def _task(self, message: Message) -> TaskFact | None:
         try:
@@ -115,8 +103,7 @@ class Intake:
                               service=named.decode(errors="replace") if named else service,
                               event_id=envelope.event_id)
 
-    def _event(self, message: Message) -> EventFact | None:
-        headers = headers_to_dict(message.headers())
+    def _event(self, message: Message, headers: dict[str, bytes]) -> EventFact | None:
         try:
             envelope = parse_envelope(headers)
         except EnvelopeError as exc:
@@ -162,3 +149,16 @@ def _ms(value: object) -> int | None:
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return int(moment.timestamp() * 1000)
     return None
+
+
+def _implied_task(headers: dict[str, bytes], event: EventFact) -> TaskFact | None:
+    """The completion of the step that emitted ``event``: the runtime sends no task record for a step
+    whose outputs say it (``request-id`` = the task, ``ce_source`` = the service, ``causation-id`` =
+    its input). Attempt 0 means "not stated": the model counts the attempts from the retry records."""
+    request, source = headers.get(REQUEST_ID), headers.get(CE_SOURCE)
+    if event.causation_id is None or not request or not source:
+        return None  # a root event: no step of a service emitted it
+    stamp = event.time_ms or 0
+    return TaskFact(task_id=request.decode(errors="replace"), job_id=event.job_id,
+                    service=source.decode(errors="replace"), status="completed", attempt=0,
+                    input_id=event.causation_id, input_type="", started_ms=stamp, stopped_ms=stamp)

@@ -251,7 +251,7 @@ def _reported(task_id: str, records: list[TaskFact], input_time: Mapping[str, in
 
 def _attempts(records: list[TaskFact], status: str) -> int:
     """The highest attempt stated; a completion told only by the step's outputs (attempt 0, see
-    ``Intake._implied_task``) is the attempt after the last failed one."""
+    ``intake._implied_task``) is the attempt after the last failed one."""
     stated = max((r.attempt for r in records if r.attempt > 0), default=0)
     if status == "completed" and not any(r.status == "completed" and r.attempt > 0 for r in records):
         return stated + 1
