@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from choreo.config import Settings
 from choreo.observability.http import add_health_routes
 from choreo.progress.model import JOB_STATUSES, TASK_STATUSES, rfc3339
+from choreo.progress.state_api import add_shared_state_routes
 from choreo.progress.store import ReadPool
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def create_progress_app(settings: Settings, pool: ReadPool, is_ready: Callable[[], bool]) -> FastAPI:
-    """The progress service's app: the two resources, shared state (if that module is present),
+    """The progress service's app: the two resources, shared state (``/jobs/{job_id}/state``),
     ``/metrics``, ``/healthz``, ``/readyz``, ``/openapi.json``."""
     app = FastAPI(title="choreo progress", version="1", description=__doc__, docs_url=None, redoc_url=None)
     fixed_base = (settings.progress_url or "").rstrip("/") or None
@@ -157,12 +158,7 @@ def create_progress_app(settings: Settings, pool: ReadPool, is_ready: Callable[[
                         headers={"Cache-Control": "no-cache"})
 
     add_health_routes(app, is_alive=lambda: True, is_ready=is_ready)
-    try:
-        from choreo.progress.state_api import add_shared_state_routes
-    except ImportError:  # the shared-state resource lands separately; the progress resource works without it
-        log.info("shared state resource not installed: /jobs/{job_id}/state is absent")
-    else:
-        add_shared_state_routes(app, settings)
+    add_shared_state_routes(app, settings)
     return app
 
 

@@ -71,9 +71,7 @@ class ProgressService:
             if self.http is not None:
                 self.http.stop()
             self.pool.close()
-            table = getattr(self.app.state, "shared_state_table", None)
-            if table is not None and hasattr(table, "close"):
-                table.close()
+            self.app.state.shared_state_table.close()
             self._store.close()
 
     def stop(self) -> None:
