@@ -45,7 +45,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -54,6 +53,7 @@ from fastapi.responses import JSONResponse, Response
 
 from choreo.config import Settings
 from choreo.idempotency import IdempotencyStore, open_store
+from choreo.retry.headers import now_ms
 from choreo.runtime.tables import DDL_LOCK
 from choreo.state import execute, fetchone
 
@@ -126,7 +126,7 @@ class StateTable:
         with self._tx() as tx:
             cursor = execute(tx, "INSERT INTO progress_shared_state (job_id, version, digest, value, updated_at)"
                                  " VALUES (?, 1, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
-                             (job_id, digest, text, _now_ms()))
+                             (job_id, digest, text, now_ms()))
             return StoredState(text, 1, digest) if cursor.rowcount == 1 else None
 
     def replace(self, job_id: str, expected: StoredState, text: str, digest: str) -> StoredState | None:
@@ -134,7 +134,7 @@ class StateTable:
         with self._tx() as tx:
             cursor = execute(tx, "UPDATE progress_shared_state SET version = version + 1, digest = ?, value = ?,"
                                  " updated_at = ? WHERE job_id = ? AND version = ? AND digest = ?",
-                             (digest, text, _now_ms(), job_id, expected.version, expected.digest))
+                             (digest, text, now_ms(), job_id, expected.version, expected.digest))
             return StoredState(text, expected.version + 1, digest) if cursor.rowcount == 1 else None
 
     def close(self) -> None:
@@ -142,10 +142,6 @@ class StateTable:
             if self._store is not None:
                 self._store.close()
                 self._store = None
-
-
-def _now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 class Refused(Exception):
