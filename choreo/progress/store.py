@@ -14,6 +14,7 @@ the store's: one :class:`ProgressTables` per thread; the HTTP side uses :class:`
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -207,15 +208,11 @@ class ReadPool:
         self._origin = store
         self._free: queue.LifoQueue[IdempotencyStore] = queue.LifoQueue()
         self._all: list[IdempotencyStore] = []
-        self._size = size
-        self._slots = queue.Queue[None]()
-        for _ in range(size):
-            self._slots.put(None)
+        self._slots = threading.BoundedSemaphore(size)
 
     @contextmanager
     def tables(self) -> Iterator[ProgressTables]:
-        self._slots.get()
-        try:
+        with self._slots:
             try:
                 store = self._free.get_nowait()
             except queue.Empty:
@@ -226,8 +223,6 @@ class ReadPool:
                     yield ProgressTables(view)
             finally:
                 self._free.put(store)
-        finally:
-            self._slots.put(None)
 
     def close(self) -> None:
         for store in self._all:
