@@ -3,7 +3,6 @@ dead letters), and running the progress service on a thread, against per-test to
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from choreo.tasks import encode_task
 from choreo.testing.processes import wait_until
 from services import events as ev
 from services import fraud, inventory, notification, order, payment, shipping
+from tests.support.workers import on_thread
 
 SERVICES: list[Service] = [order.service, payment.service, fraud.service, inventory.service, shipping.service,
                            notification.service]
@@ -147,27 +147,8 @@ def running_progress(settings: Settings, tasks_topic: str, group: str, **options
     service = ProgressService.from_services(SERVICES, settings, host="127.0.0.1", port=0, group=group,
                                             tasks_topic=tasks_topic, **options)
     service.start_http()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # surfaced in the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="progress", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: service.consumer.ready.is_set() or bool(errors), 60, message="progress assigned")
-        if errors:
-            raise errors[0]
+    with on_thread(service, service.consumer.ready, "progress"):
         yield service, f"http://127.0.0.1:{service.port}"
-    finally:
-        service.stop()
-        thread.join(30)
-    assert not thread.is_alive(), "progress did not stop within 30 s"
-    if errors:
-        raise errors[0]
 
 
 def wait_job(url: str, job_id: str, predicate: Any, timeout_s: float = 30.0) -> dict[str, Any]:
