@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+from fastapi import FastAPI, Request
 
+from choreo.config import Settings
+from choreo.observability.http import BackgroundHTTPServer
 from choreo.testing.processes import wait_until
 from services import events as ev
 from tests.integration.progress.conftest import ProgressEnv
@@ -20,25 +21,29 @@ from tests.integration.progress.helpers import SECRET_ERROR, happy_path, new_job
 
 
 @contextmanager
-def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A local alert webhook collecting what is POSTed to it."""
+def webhook(settings: Settings) -> Iterator[tuple[Settings, list[dict[str, Any]]]]:
+    """``settings`` with their alert webhook on a local server, and what is POSTed to it."""
     received: list[dict[str, Any]] = []
+    app = FastAPI()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
+    @app.post("/alerts", status_code=204)
+    async def alert(request: Request) -> None:
+        received.append(await request.json())
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = BackgroundHTTPServer(app, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{server.port}"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
+        wait_until(lambda: _answers(f"{url}/openapi.json"), 15, message="alert webhook answers")
+        yield settings.model_copy(update={"alert_webhook_url": f"{url}/alerts"}), received
     finally:
-        server.shutdown()
+        server.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_records_in_any_order_give_the_same_resource(progress_env: ProgressEnv) -> None:
@@ -107,8 +112,7 @@ def test_dead_letter_fails_the_job_alerts_once_and_a_replay_heals_it(progress_en
         env.writer.task(job, root, "payment", status, attempt=attempt)
     env.writer.dead_letter(job, root, "payment", placed(oid))
     env.writer.flush()
-    with webhook() as (hook, received):
-        settings = env.settings.model_copy(update={"alert_webhook_url": hook})
+    with webhook(env.settings) as (settings, received):
         with running_progress(settings, env.tasks_topic, env.group) as (_, url):
             body = wait_job(url, job.job_id, lambda b: b["jobStatus"] == "failed")
             assert body["statusReason"] == "dead-lettered"
@@ -148,8 +152,7 @@ def test_expired_job_compensates_and_alerts_once(progress_env: ProgressEnv) -> N
     expired = env.writer.emit(job, "expired", timer, "order", ev.OrderExpired(
         order_id=oid, deadline=datetime.now(UTC), expired_at=datetime.now(UTC)))
     env.writer.flush()
-    with webhook() as (hook, received):
-        settings = env.settings.model_copy(update={"alert_webhook_url": hook})
+    with webhook(env.settings) as (settings, received):
         with running_progress(settings, env.tasks_topic, env.group) as (_, url):
             body = wait_job(url, job.job_id, lambda b: b["jobStatus"] == "compensating")
             assert body["statusReason"] == "expired"
