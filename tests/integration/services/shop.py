@@ -178,11 +178,11 @@ class Tap:
 
     def wait_for(self, key: str, name: str, count: int = 1, timeout_s: float = 30.0) -> list[Seen]:
         """Wait until ``count`` events of type ``name`` were read for ``key``; return them."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.events(key, name)) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {count} × {name} for {key} within {timeout_s} s; saw {self.names(key)}")
-            time.sleep(0.02)
+        try:
+            wait_until(lambda: len(self.events(key, name)) >= count, timeout_s, interval_s=0.02,
+                       message=f"{count} × {name} for {key}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; saw {self.names(key)}") from None
         return self.events(key, name)
 
     def quiet(self, key: str, seconds: float) -> list[str]:
