@@ -22,8 +22,9 @@
   down); orders without details never touch it. If storing or publishing fails afterwards, the details
   are removed from the state again (best effort: the job never starts, nobody reads them).
 
-Requests run on uvicorn's threads: one publisher and one store connection for the app, each used
-under a lock (neither is safe for concurrent use).
+Requests run on uvicorn's threads: one store connection for the app, used under a lock (it is not safe
+for concurrent use); publishing goes through ``ApiDeps.publish``, thread-safe (concurrent orders share
+one flush).
 """
 
 from __future__ import annotations
@@ -66,9 +67,6 @@ MAX_LONG = 2**63 - 1  # Avro long: every amount must fit
 MAX_INT = 2**31 - 1  # Avro int: the quantity
 MAX_TTL_S = 86_400.0  # a day: a job's deadline must stay a sane timestamp
 DEFAULT_PROGRESS_URL = "http://127.0.0.1:8001"
-# Concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL's catalog: serialise with the runtime's DDL
-# (choreo.runtime.tables takes this advisory lock too).
-
 
 
 class LineRequest(BaseModel):
@@ -152,7 +150,7 @@ class OrderView(BaseModel):
 
 
 class OrderDesk:
-    """Stores and publishes orders for the app (thread-safe: one lock each for store and publisher)."""
+    """Stores and publishes orders for the app (thread-safe: a lock around the store, ApiDeps.publish)."""
 
     def __init__(self, deps: ApiDeps) -> None:
         self.deps = deps
@@ -166,7 +164,9 @@ class OrderDesk:
             if self._store is None:
                 store = self.deps.open_store()
                 with store.transaction(self.deps.service) as tx:
-                    if tx.dialect == "postgresql":  # the same lock the worker takes for its DDL at start
+                    # Concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL's catalog: take the
+                    # advisory lock the worker takes for its DDL at start (choreo.runtime.tables).
+                    if tx.dialect == "postgresql":
                         execute(tx, DDL_LOCK)
                     for ddl in STATE_DDL:  # the consumer may not have started yet: create the table here too
                         execute(tx, ddl)
