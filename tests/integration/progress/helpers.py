@@ -107,6 +107,11 @@ def _values(record: Any) -> Iterator[str]:
         yield str(record)
 
 
+def without_links(body: dict[str, Any]) -> dict[str, Any]:
+    """A job resource without its ``links`` (they depend on the base URL)."""
+    return {k: v for k, v in body.items() if k != "links"}
+
+
 def new_job() -> Written:
     return Written(job_id=str(uuid.uuid4()))
 

@@ -17,7 +17,15 @@ from choreo.observability.http import BackgroundHTTPServer
 from choreo.testing.processes import wait_until
 from services import events as ev
 from tests.integration.progress.conftest import ProgressEnv
-from tests.integration.progress.helpers import SECRET_ERROR, happy_path, new_job, placed, running_progress, wait_job
+from tests.integration.progress.helpers import (
+    SECRET_ERROR,
+    happy_path,
+    new_job,
+    placed,
+    running_progress,
+    wait_job,
+    without_links,
+)
 
 
 @contextmanager
@@ -173,7 +181,7 @@ def test_state_survives_a_restart(progress_env: ProgressEnv) -> None:
     # Same store, same group: nothing is re-read, the answer comes from the store.
     with running_progress(env.settings, env.tasks_topic, env.group) as (_, url):
         again = httpx.get(f"{url}/jobs/{job.job_id}").json()
-    assert {k: v for k, v in again.items() if k != "links"} == {k: v for k, v in first.items() if k != "links"}
+    assert without_links(again) == without_links(first)
 
 
 
@@ -193,4 +201,4 @@ def test_on_postgresql_facts_jobs_and_alerts(progress_env: ProgressEnv, pg_url: 
         assert failed.job_id in [j["jobId"] for j in listed]
     with running_progress(settings, env.tasks_topic, env.group) as (_, url):
         again = httpx.get(f"{url}/jobs/{job.job_id}").json()
-    assert {k: v for k, v in again.items() if k != "links"} == {k: v for k, v in first.items() if k != "links"}
+    assert without_links(again) == without_links(first)

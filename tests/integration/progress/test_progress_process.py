@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 from choreo.kafka.embedded import free_port
 from choreo.testing.processes import ChoreoProcess, wait_until
 from tests.integration.progress.conftest import ProgressEnv
-from tests.integration.progress.helpers import happy_path, new_job, running_progress, wait_job
+from tests.integration.progress.helpers import happy_path, new_job, running_progress, wait_job, without_links
 
 
 def _process(env: ProgressEnv, state_dir: Path, port: int, log: Path) -> ChoreoProcess:
@@ -28,10 +27,6 @@ def _process(env: ProgressEnv, state_dir: Path, port: int, log: Path) -> ChoreoP
              "CHOREO_SCHEMAS_DIR": str(s.schemas_dir), "CHOREO_STATE_DIR": str(state_dir),
              "CHOREO_TOPIC_PARTITIONS": "4", "CHOREO_STORE_URL": ""},
         log_path=log, cwd=Path(__file__).resolve().parents[3]).start()
-
-
-def _without_links(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k != "links"}
 
 
 def test_sigkill_mid_stream_then_restart_agrees_with_a_rebuild(progress_env: ProgressEnv, tmp_path: Path) -> None:
@@ -70,7 +65,7 @@ def test_sigkill_mid_stream_then_restart_agrees_with_a_rebuild(progress_env: Pro
         for job in jobs:
             again = wait_job(rebuilt, job.job_id, lambda b: b["jobStatus"] == "completed" and
                              all(t["taskStatus"] == "completed" for t in b["tasks"]))
-            assert _without_links(again) == _without_links(answers[job.job_id])
+            assert without_links(again) == without_links(answers[job.job_id])
 
 
 # Printable ASCII without surrounding blanks: what a client can send at all (h11 refuses the rest).
