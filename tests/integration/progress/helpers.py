@@ -95,16 +95,23 @@ class JobWriter:
         assert self.producer.flush(30) == 0
 
 
-def _values(record: Any) -> Iterator[str]:
-    """Every scalar value of a payload as text (short ones are too common to prove anything)."""
+def leaf_values(record: Any) -> Iterator[Any]:
+    """Every leaf of a decoded payload (nested records, arrays and maps walked), in order."""
     if isinstance(record, dict):
         for value in record.values():
-            yield from _values(value)
+            yield from leaf_values(value)
     elif isinstance(record, list):
         for value in record:
-            yield from _values(value)
-    elif isinstance(record, str | int | float) and not isinstance(record, bool) and len(str(record)) >= 4:
-        yield str(record)
+            yield from leaf_values(value)
+    else:
+        yield record
+
+
+def _values(record: Any) -> Iterator[str]:
+    """Every scalar value of a payload as text (short ones are too common to prove anything)."""
+    for value in leaf_values(record):
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and len(str(value)) >= 4:
+            yield str(value)
 
 
 def without_links(body: dict[str, Any]) -> dict[str, Any]:
