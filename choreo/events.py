@@ -159,6 +159,18 @@ class EventBinding:
         self.subject = schema.subject  # registry subject (TopicRecordNameStrategy)
 
 
+def event_classes() -> list[type[Event]]:
+    """Every Event subclass loaded in this process (for looking one up by its schema's name)."""
+    found: list[type[Event]] = []
+    pending = list(Event.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls not in found:
+            found.append(cls)
+            pending.extend(cls.__subclasses__())
+    return found
+
+
 def bind(event_class: type[Event], catalog: SchemaCatalog) -> EventBinding:
     """Find ``event_class``'s schema in the catalog and prove the model matches it, or ConfigError."""
     from choreo.schemas.drift import model_schema_differences  # avoid an import cycle at module load

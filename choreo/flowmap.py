@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from choreo.emits import emitted_types
 from choreo.errors import ConfigError
 from choreo.events import Event
 from choreo.schemas.catalog import SchemaCatalog
@@ -54,9 +53,8 @@ class FlowMap:
             for event_class, spec in service.handlers.items():
                 steps[event_class] = set(spec.declared_emits)
             for join in service.joins:  # the join's outputs may follow any part's arrival
-                outputs = emitted_types(join.func) | (emitted_types(join.on_timeout) if join.on_timeout else set())
                 for part in join.parts:
-                    steps[part] = set(outputs)
+                    steps[part] = set(join.declared_emits)
             flow.steps[service.name] = steps
             flow.timers[service.name] = {event_class: set(spec.declared_emits)
                                          for event_class, spec in service.timer_handlers.items()}

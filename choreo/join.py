@@ -80,3 +80,11 @@ class JoinSpec:
     def name(self) -> str:
         """Stable name of the join (its handler's qualified name): the key of its stored rows."""
         return getattr(self.func, "__qualname__", repr(self.func))
+
+    @property
+    def declared_emits(self) -> frozenset[type[Event]]:
+        """What the join handler and its timeout declare they emit (return annotations, choreo.emits)."""
+        from choreo.emits import emitted_types  # choreo.emits imports events and errors only: no cycle
+
+        timeout = emitted_types(self.on_timeout) if self.on_timeout is not None else set()
+        return frozenset(emitted_types(self.func) | timeout)

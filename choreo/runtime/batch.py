@@ -21,13 +21,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from confluent_kafka import Message, TopicPartition
 
 from choreo.envelope import format_time
 from choreo.events import Event
-from choreo.idempotency import IdempotencyStore
+from choreo.idempotency import DEFAULT_RETENTION, IdempotencyStore
 from choreo.kafka.producer import ReliableProducer
 from choreo.observability import metrics
 from choreo.runtime.acks import AckGroup, UnackedBatch
@@ -93,9 +93,9 @@ class BatchProcessor:
         self._effects: list[Effect] = []
         self._next_sweep = 0.0  # monotonic time of the next sweep of old closed-join markers
 
-    def _encode_for_timer(self, event: Event) -> tuple[str, str, bytes]:
+    def _encode_for_timer(self, event: Event) -> tuple[str, bytes]:
         binding = self.bound.output_binding(type(event))
-        return binding.topic, binding.type_name, self.serde.encode(binding, event)
+        return binding.type_name, self.serde.encode(binding, event)
 
     # -- the batch -------------------------------------------------------------------------------
 
@@ -107,7 +107,7 @@ class BatchProcessor:
         recs, offsets, pauses = self.intake.take(messages)
         self.pipeline.run(recs)
         self._effects = self.scope.timers.take_deferred()
-        fired = [rec.event_id for rec in recs if rec.message.offset() is None]
+        fired = [rec.event_id for rec in recs if rec.is_timer]
         if fired:
             self._effects.append(self.timer_source.fired_effect(fired))
         outcome = BatchOutcome(offsets=offsets, pauses=pauses)
@@ -150,7 +150,7 @@ class BatchProcessor:
             settled.append(batch.outcome)
         if self.bound.joins and time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + _SWEEP_INTERVAL_S
-            retention = getattr(self.store, "retention", timedelta(days=7))
+            retention = getattr(self.store, "retention", DEFAULT_RETENTION)  # a user's store may not say
             expire_closed(self.store, self.service, int((time.time() - retention.total_seconds()) * 1000))
         return settled
 

@@ -64,8 +64,12 @@ def adapt(spec: HandlerSpec, loop: asyncio.AbstractEventLoop) -> Handler:
 
 
 def build_chain(spec: HandlerSpec, loop: asyncio.AbstractEventLoop, middleware: Sequence[Middleware]) -> Handler:
-    """Wrap the adapted handler so ``middleware[0]`` is outermost (runs first, sees the result last)."""
-    handler = adapt(spec, loop)
+    """The adapted handler wrapped in ``middleware`` (see :func:`wrap`)."""
+    return wrap(adapt(spec, loop), middleware)
+
+
+def wrap(handler: Handler, middleware: Sequence[Middleware]) -> Handler:
+    """Wrap ``handler`` so ``middleware[0]`` is outermost (runs first, sees the result last)."""
     for layer in reversed(middleware):
         handler = layer(handler)
     return handler

@@ -20,7 +20,6 @@ Parts are stored as their pydantic JSON (joins are low-rate; no registry round t
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +27,7 @@ from choreo.context import Context
 from choreo.events import Event, EventBinding
 from choreo.join import Joined, JoinSpec
 from choreo.observability import metrics
+from choreo.retry.headers import now_ms
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import Handler
 from choreo.state import execute, fetchall, fetchone
@@ -55,18 +55,14 @@ class JoinTables:
     def store(self, tx: Any, key: str, type_name: str, event_id: str, body: str) -> None:
         execute(tx, "INSERT INTO choreo_join_parts (service, join_name, key, part_type, event_id, body, arrived_ms)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.service, self.join, key, type_name, event_id, body, _now_ms()))
+                (self.service, self.join, key, type_name, event_id, body, now_ms()))
 
     def close(self, tx: Any, key: str, outcome: str) -> None:
         execute(tx, "DELETE FROM choreo_join_parts WHERE service = ? AND join_name = ? AND key = ?",
                 (self.service, self.join, key))
         execute(tx, "INSERT INTO choreo_join_closed (service, join_name, key, outcome, closed_ms)"
-                    " VALUES (?, ?, ?, ?, ?)", (self.service, self.join, key, outcome, _now_ms()))
+                    " VALUES (?, ?, ?, ?, ?)", (self.service, self.join, key, outcome, now_ms()))
         metrics.JOINS_CLOSED.labels(self.service, self.join, outcome).inc()
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class JoinPart:
@@ -89,7 +85,7 @@ class JoinPart:
         if any(part_type == type_name for part_type, _, _ in stored):
             metrics.JOIN_DUPLICATE_PARTS.labels(self.service, self.spec.name).inc()
             return []
-        if stored and _now_ms() > min(arrived for _, _, arrived in stored) + self.within_ms:
+        if stored and now_ms() > min(arrived for _, _, arrived in stored) + self.within_ms:
             return self._late()  # past the limit: the timeout (about to fire) decides, not this part
         if len(stored) + 1 < len(self.spec.parts):
             tables.store(tx, key, type_name, ctx.event_id, event.model_dump_json())

@@ -37,7 +37,8 @@ class Status:
 class Rec:
     """One record on its way through the stages (slots: one is built per consumed record)."""
 
-    __slots__ = ("message", "event_id", "headers", "route", "attempt", "status", "event", "request_id", "emitted")
+    __slots__ = ("message", "event_id", "headers", "route", "attempt", "status", "event", "request_id", "emitted",
+                 "_key")
 
     def __init__(self, message: Message, event_id: str, headers: dict[str, bytes], route: Any,
                  attempt: int) -> None:
@@ -50,12 +51,20 @@ class Rec:
         self.event: Any = None  # the decoded event, once the decode stage ran
         self.request_id: str | None = None  # the step's request-id, if the handle stage derived it
         self.emitted = 0  # events the step emitted (each one reports the step's completion)
+        self._key: str | None | bool = False  # False: not decoded yet (ordering asks up to three times)
 
     @property
     def key(self) -> str | None:
-        """The entity id (decoded Kafka key)."""
-        key = self.message.key()
-        return key.decode(errors="replace") if key is not None else None
+        """The entity id (decoded Kafka key), decoded on first use."""
+        if self._key is False:
+            raw = self.message.key()
+            self._key = raw.decode(errors="replace") if raw is not None else None
+        return self._key  # type: ignore[return-value]
+
+    @property
+    def is_timer(self) -> bool:
+        """A fired timer (see runtime/timers.py): in no partition's log, so it has no offset."""
+        return self.message.offset() is None
 
 
 class Stage:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-from choreo.emits import emitted_types
-from choreo.events import Event, EventBinding, bind
+from choreo.errors import ConfigError
+from choreo.events import Event, EventBinding, bind, event_classes
 from choreo.join import JoinSpec
 from choreo.observability import metrics
 from choreo.observability.histogram import Tally
 from choreo.runtime.intake import TIMER_HEADER
-from choreo.runtime.invoke import build_chain
+from choreo.runtime.invoke import build_chain, wrap
 from choreo.runtime.joins import JoinPart, JoinTimeout, timeout_timer_name
 from choreo.serde.avro import AvroEventSerde
 from choreo.service import BoundService, Handler, HandlerSpec
@@ -86,13 +86,13 @@ class Routes:
         complete = build_chain(HandlerSpec(spec.parts[0], spec.func, True), self.loop, ())
         timeout = build_chain(HandlerSpec(spec.parts[0], spec.on_timeout, True), self.loop, ()) \
             if spec.on_timeout is not None else None
-        emits = frozenset(emitted_types(spec.func) | (emitted_types(spec.on_timeout) if spec.on_timeout else set()))
+        emits = spec.declared_emits
         for binding in bindings.values():
             part = JoinPart(self.bound.name, spec, binding, classes, self.serde, complete)
-            self.consumed[binding.type_name] = self._route(binding, True, _wrap(part, middleware), emits, spec.name)
+            self.consumed[binding.type_name] = self._route(binding, True, wrap(part, middleware), emits, spec.name)
             limit = JoinTimeout(self.bound.name, spec, classes, timeout)
             self.join_timeouts[(timeout_timer_name(spec), binding.type_name)] = self._route(
-                binding, True, _wrap(limit, middleware), emits, spec.name)
+                binding, True, wrap(limit, middleware), emits, spec.name)
 
     def _emitter(self, event_type: str) -> Route | None:
         """A route emitting a due timer's event as it is (no @on_timer handler); built on first use."""
@@ -100,27 +100,18 @@ class Routes:
         if event_class is None:
             return None
         binding = self.bound.output_binding(event_class)
-        route = self.timed[event_type] = self._route(binding, False, _wrap(_emit_as_is, ()),
-                                                     frozenset({event_class}), "due timer")
+        route = self.timed[event_type] = self._route(binding, False, _emit_as_is, frozenset({event_class}),
+                                                     "due timer")
         return route
-
-
-def _wrap(handler: Handler, middleware: object) -> Handler:
-    for layer in reversed(list(middleware)):  # type: ignore[call-overload]
-        handler = layer(handler)
-    return handler
 
 
 def _event_class(type_name: str, bound: BoundService) -> type[Event] | None:
     """The Event subclass whose schema is ``type_name`` (a timer's event may be any catalog event)."""
-    pending: list[type[Event]] = list(Event.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
+    for cls in event_classes():
         if getattr(cls, "avro_name", None) in (type_name, type_name.rsplit(".", 1)[-1]):
             try:
                 if bind(cls, bound.catalog).type_name == type_name:
                     return cls
-            except Exception:  # noqa: BLE001 - a class of another catalog: not this one
-                continue
+            except ConfigError:
+                continue  # a class of another catalog: not this one
     return None

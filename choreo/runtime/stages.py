@@ -5,7 +5,8 @@
 ``key-order``  (ordered retries only) parks later events of a key waiting in a retry topic, and
                releases the next one when the blocker ends, whichever way (see runtime/ordering.py);
 ``decode``     Avro → the typed event; what cannot be decoded is poison (dead-lettered at once);
-``tasks``      (on by default) reports each step that ran on ``choreo.tasks`` (choreo/tasks.py);
+``tasks``      (on by default) reports on ``choreo.tasks`` what a step's outputs cannot tell: a step that
+               emitted nothing, a retry, a dead letter (choreo/tasks.py);
 ``handle``     runs the handler chain (in a store transaction for transactional routes: state, mark,
                outbox and timers commit together), encodes and produces its outputs, and routes a
                handler error to a retry topic or the DLQ.
@@ -27,6 +28,7 @@ from choreo.events import Event
 from choreo.idempotency import DuplicateEventError, IdempotencyStore, OutboxRecord
 from choreo.kafka.producer import OutgoingRecord, ReliableProducer
 from choreo.observability import metrics
+from choreo.retry.headers import now_ms
 from choreo.runtime.failures import FailurePolicy
 from choreo.runtime.ordering import KeyOrdering
 from choreo.runtime.pipeline import Rec, Stage, Status
@@ -50,7 +52,7 @@ class BatchScope:
 
     def reset(self, batch_time: str) -> None:
         self.time = batch_time  # one ce_time per batch
-        self.started_ms = int(time.time() * 1000)  # when the batch's steps started (task records)
+        self.started_ms = now_ms()  # when the batch's steps started (task records)
         self.marks: list[str] = []  # ids to mark processed once the batch is acknowledged
         self.outbox_sent: list[str] = []  # transactional inputs whose outbox was produced
 
@@ -103,7 +105,7 @@ class KeyOrder(Stage):
 
     def enter(self, rec: Rec) -> bool:
         key = rec.key
-        if key is not None and self.ordering.must_park(key, rec.event_id) and rec.message.offset() is not None:
+        if key is not None and not rec.is_timer and self.ordering.must_park(key, rec.event_id):
             self.ordering.park(key, rec.message, rec.event_id)
             rec.status = Status.PARKED
             return False
@@ -111,7 +113,7 @@ class KeyOrder(Stage):
 
     def leave(self, rec: Rec) -> None:
         status = rec.status
-        if status == Status.PARKED or rec.message.offset() is None:
+        if status == Status.PARKED or rec.is_timer:
             return  # parked: waits its turn; a fired timer never blocks or releases a key
         if status == Status.RETRY:
             self.ordering.retrying(rec.key, rec.event_id)
@@ -273,7 +275,7 @@ class TaskReport(Stage):
         attempt = 0 if rec.status == Status.DUPLICATE else rec.attempt
         value = encode_task(job_bytes.decode(errors="replace"), task,
                             self.service, status, attempt, event_id, rec.route.type_name,
-                            self.scope.started_ms, int(time.time() * 1000))
+                            self.scope.started_ms, now_ms())
         self.producer.produce(OutgoingRecord(TASKS_TOPIC, job_bytes, value, []))
 
 

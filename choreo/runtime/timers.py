@@ -33,24 +33,11 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from choreo.envelope import (
-    CAUSATION_ID,
-    CE_ID,
-    CE_SOURCE,
-    CE_SPECVERSION,
-    CE_SUBJECT,
-    CE_TIME,
-    CE_TYPE,
-    CORRELATION_ID,
-    REQUEST_ID,
-    SPEC_VERSION,
-    TRACEPARENT,
-    derived_event_id,
-    format_time,
-)
+from choreo.envelope import Envelope, derived_event_id, format_time
 from choreo.idempotency import IdempotencyStore
 from choreo.idempotency.base import decode_headers, encode_headers
 from choreo.observability import metrics
+from choreo.retry.headers import now_ms
 from choreo.runtime.intake import TIMER_HEADER
 from choreo.state import execute, fetchall, fetchone
 
@@ -72,34 +59,30 @@ def timer_topic(service: str) -> str:
 class TimerBook:
     """``ctx.schedule`` / ``ctx.cancel`` of one worker: writes in the handler's transaction, or defers."""
 
-    def __init__(self, service: str, store: IdempotencyStore, encode: Callable[[Any], tuple[str, str, bytes]],
+    def __init__(self, service: str, store: IdempotencyStore, encode: Callable[[Any], tuple[str, bytes]],
                  on_scheduled: Callable[[int], None]) -> None:
         self.service = service
         self.store = store
-        self._encode = encode  # event → (topic, ce_type, Avro bytes)
+        self._encode = encode  # event → (ce_type, Avro bytes)
         self._on_scheduled = on_scheduled  # due_ms → the TimerSource learns of an earlier due time
         self.deferred: list[Effect] = []  # this batch's writes of plain handlers; taken at defer()
 
     def schedule(self, ctx: Any, event: Any, at: datetime, name: str) -> str:
-        topic, type_name, value = self._encode(event)
+        type_name, value = self._encode(event)
         self.schedule_record(ctx, event.entity_key(), name, at, type_name, value)
         return name
 
     def schedule_record(self, ctx: Any, key: str, name: str, at: datetime, type_name: str, value: bytes) -> None:
         """Schedule an already-encoded event of ``type_name`` (joins reuse a part as their timeout's record)."""
         event_id = timer_event_id(ctx.event_id, name)
-        headers: list[tuple[str, bytes | None]] = [
-            (CE_SPECVERSION, SPEC_VERSION.encode()), (CE_ID, event_id.encode()), (CE_TYPE, type_name.encode()),
-            (CE_SOURCE, self.service.encode()), (CE_TIME, format_time(at).encode()), (CE_SUBJECT, key.encode()),
-            (CORRELATION_ID, ctx.correlation_id.encode()), (REQUEST_ID, ctx.request_id.encode()),
-            (CAUSATION_ID, ctx.event_id.encode()), (TIMER_HEADER, name.encode()),
-        ]
-        traceparent = ctx.headers.get(TRACEPARENT)
-        if traceparent:
-            headers.append((TRACEPARENT, traceparent))
+        cause = ctx.envelope
+        envelope = Envelope(event_id=event_id, event_type=type_name, source=self.service, subject=key,
+                            time=format_time(at), correlation_id=cause.correlation_id, request_id=ctx.request_id,
+                            causation_id=ctx.event_id, traceparent=cause.traceparent, tracestate=cause.tracestate)
+        headers = [*envelope.to_headers(), (TIMER_HEADER, name.encode())]
         due_ms = int(at.timestamp() * 1000)
         row = (self.service, key, name, ctx.partition, due_ms, event_id, value, encode_headers(headers),
-               int(time.time() * 1000))
+               now_ms())
         self._write(ctx, lambda tx: _upsert(tx, row))
         self._on_scheduled(due_ms)
 
@@ -202,7 +185,7 @@ class TimerSource:
         return rows, next_due
 
     def _message(self, key: str, partition: int, due_ms: int, event_id: str, value: bytes, headers: str) -> Message:
-        late_ms = int(time.time() * 1000) - due_ms
+        late_ms = now_ms() - due_ms
         log.debug("timer fired service=%s key=%s event_id=%s late_ms=%d", self.service, key, event_id, late_ms)
         # offset -1 is librdkafka's "no offset": Message.offset() answers None, which intake reads as a timer.
         return Message(topic=timer_topic(self.service), partition=partition, offset=-1, key=key.encode(),

@@ -7,7 +7,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from choreo.cli.main import app
-from choreo.flowmap import FlowMap, emitted_types
+from choreo.emits import emitted_types
+from choreo.flowmap import FlowMap
 from tests.support.cyclic import ping, pinger, pong, ponger
 from tests.support.echo import Ping, Pong, write_schemas
 
