@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 from choreo import Context, Service
+from choreo.idempotency import open_store
 from choreo.join import Joined
 from choreo.observability import metrics
+from choreo.state import fetchall
 from choreo.testing.processes import wait_until
 from tests.integration.runtime.conftest import TimedEnv, running
 from tests.support.kafka import headers_of, read_all, read_topic
@@ -50,14 +52,14 @@ def _outputs(env: TimedEnv) -> dict[str, list[str]]:
 
 def test_parts_in_any_order_and_twice_join_once(timed_env: TimedEnv, unique) -> None:
     calls: list[str] = []
-    with running(_join_service(unique("joins"), calls), timed_env):
+    with running(_join_service(unique("joins"), calls), timed_env) as worker:
         _publish(timed_env, Left(key="left-first", x=1), Right(key="right-first", y=2))
-        time.sleep(0.3)
+        wait_until(lambda: worker.handled >= 2, 30, message="first parts stored")  # then the other sides
         _publish(timed_env, Right(key="left-first", y=10), Left(key="right-first", x=20),
                  Left(key="twice", x=3), Left(key="twice", x=4))  # a second Left of "twice" is dropped
         _publish(timed_env, Right(key="twice", y=30), Right(key="twice", y=40))
         read_topic(timed_env.kafka_config, timed_env.out_topic, until=lambda got: len(got) >= 3)
-        time.sleep(0.5)
+        wait_until(lambda: worker.handled >= 8, 30, message="every part handled and settled")
     outputs = _outputs(timed_env)
     assert outputs == {"left-first": ["Both"], "right-first": ["Both"], "twice": ["Both"]}
     both = {m.key().decode(): m for m in read_all(timed_env.settings, timed_env.out_topic)}
@@ -93,16 +95,17 @@ def test_a_pending_part_survives_a_restart(timed_env: TimedEnv, unique) -> None:
         assert time.monotonic() - stored_at < within_s, "restarted too slowly for this test's limit"
         _publish(timed_env, Right(key="kept", y=7))
         read_topic(timed_env.kafka_config, timed_env.out_topic, until=lambda got: len(got) >= 2, timeout_s=30)
-        time.sleep(1.0)  # kept's limit passed too: it was cancelled when the join completed
     assert _outputs(timed_env) == {"kept": ["Both"], "expires": ["Missing"]}
+    with open_store(timed_env.settings, name) as store, store.read(name) as view:  # kept's limit was cancelled
+        assert fetchall(view, "SELECT key FROM choreo_timers WHERE service = ?", (name,)) == []
 
 
 def test_joins_and_their_limits_on_postgresql(timed_env: TimedEnv, unique, pg_url: str) -> None:
     """The same join, with its parts, closed markers and timers in PostgreSQL instead of SQLite."""
     timed_env.settings = timed_env.settings.model_copy(update={"store_url": pg_url})
-    with running(_join_service(unique("joins")), timed_env):
+    with running(_join_service(unique("joins")), timed_env) as worker:
         _publish(timed_env, Right(key="pg-both", y=1), Left(key="pg-alone", x=2))
         _publish(timed_env, Left(key="pg-both", x=3), Left(key="pg-both", x=4))
         read_topic(timed_env.kafka_config, timed_env.out_topic, until=lambda got: len(got) >= 2, timeout_s=30)
-        time.sleep(0.5)
+        wait_until(lambda: worker.handled >= 5, 30, message="four parts and a limit handled and settled")
     assert _outputs(timed_env) == {"pg-both": ["Both"], "pg-alone": ["Missing"]}

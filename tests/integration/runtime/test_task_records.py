@@ -3,8 +3,6 @@ emitted nothing, a retry, a dead letter); a step that emitted events is reported
 
 from __future__ import annotations
 
-import time
-
 from choreo import Context, PermanentError, RetryableError, Service
 from choreo.envelope import step_request_id
 from choreo.retry import RetryPolicy
@@ -41,9 +39,10 @@ def test_every_step_reports_its_outcome_keyed_by_job(echo_env: EchoEnv, unique) 
     with echo_env.publisher() as publisher:
         roots = [publisher.publish(Ping(key=f"k{seq}", seq=seq)) for seq in range(4)]
     jobs = {root.correlation_id for root in roots}
-    with running(_service(name), echo_env):
-        wait_until(lambda: len(_records_of(echo_env, jobs)) >= 3, 30, message="three task records")
-        time.sleep(1.0)  # a record for a step that emitted would show up by now
+    with running(_service(name), echo_env) as worker:
+        # Every input settled (seq 0, 1, 3 handled; seq 2 dead-lettered): all their records are acknowledged.
+        wait_until(lambda: worker.handled >= 3 and len(_records_of(echo_env, jobs)) >= 3, 30,
+                   message="every step settled")
     records = _records_of(echo_env, jobs)
     outcomes = sorted((r.job, r.status, r.attempt) for r in records)
     by_seq = {root.correlation_id: seq for seq, root in enumerate(roots)}
@@ -68,6 +67,5 @@ def test_a_setting_turns_task_records_off(echo_env: EchoEnv, unique) -> None:
     with echo_env.publisher() as publisher:
         root = publisher.publish(Ping(key="quiet", seq=3))  # emits nothing: would be reported
     with running(_service(unique("tasks")), echo_env) as worker:
-        wait_until(lambda: worker.handled >= 1, 30, message="handled")
-        time.sleep(0.5)
+        wait_until(lambda: worker.handled >= 1, 30, message="handled and settled, its records acknowledged")
     assert _records_of(echo_env, {root.correlation_id}) == []

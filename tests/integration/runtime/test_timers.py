@@ -77,9 +77,9 @@ def test_timers_survive_a_restart_and_fire_once(timed_env: TimedEnv, unique) -> 
         wait_until(lambda: worker.handled >= 10, 30, message="starts handled")
     assert read_all(timed_env.settings, timed_env.out_topic) == []  # stopped before any was due
     time.sleep(2.0)
-    with running(_timer_service(name), timed_env):
+    with running(_timer_service(name), timed_env) as worker:
         got = _reminders(timed_env, 10)
-        time.sleep(1.0)  # a second firing would show up by now
+        wait_until(lambda: worker.handled >= 10, 30, message="every fired timer settled")
     got = read_all(timed_env.settings, timed_env.out_topic)
     ids = [headers_of(m)["ce_id"] for m in got]
     assert len(ids) == len(set(ids)) == 10
@@ -89,12 +89,13 @@ def test_timers_survive_a_restart_and_fire_once(timed_env: TimedEnv, unique) -> 
 def test_timers_move_with_their_partitions_in_a_rebalance(timed_env: TimedEnv, unique) -> None:
     name = unique("timers")
     keys = [f"key-{i}" for i in range(40)]
-    with running(_timer_service(name), timed_env):
+    with running(_timer_service(name), timed_env) as first:
         _publish(timed_env, *(Start(key=k, seq=i, delay_ms=4000) for i, k in enumerate(keys)))
-        time.sleep(1.0)
-        with running(_timer_service(name), timed_env):  # a second member takes half the partitions
+        wait_until(lambda: first.handled >= len(keys), 30, message="every timer scheduled")
+        with running(_timer_service(name), timed_env) as second:  # takes half the partitions, and their timers
             _reminders(timed_env, len(keys), timeout_s=60)
-            time.sleep(1.0)
+            wait_until(lambda: first.handled + second.handled >= 2 * len(keys), 30,
+                       message="every fired timer settled")
     got = read_all(timed_env.settings, timed_env.out_topic)
     ids = {headers_of(m)["ce_id"] for m in got}
     assert len(ids) == len(keys), "every timer fired (same id if fired twice across the rebalance)"
@@ -110,10 +111,9 @@ def test_an_on_timer_handler_decides_what_a_due_timer_emits(timed_env: TimedEnv,
         decided.append(event.seq)
         return Reminder(key=event.key, seq=event.seq * 10) if event.seq % 2 else None
 
-    with running(service, timed_env):
+    with running(service, timed_env) as worker:
         _publish(timed_env, Start(key="odd", seq=1, delay_ms=300), Start(key="even", seq=2, delay_ms=300))
         got = _reminders(timed_env, 1)
-        wait_until(lambda: len(decided) >= 2, 10, message="both timers fired")
-        time.sleep(0.5)
+        wait_until(lambda: len(decided) >= 2 and worker.handled >= 4, 10, message="both timers fired and settled")
     got = read_all(timed_env.settings, timed_env.out_topic)
     assert [(m.key(), headers_of(m)["ce_type"]) for m in got] == [(b"odd", "io.choreo.test.Reminder")]
