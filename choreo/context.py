@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from choreo.envelope import CORRELATION_ID, Envelope, parse_envelope, step_request_id
+from choreo.envelope import CE_SUBJECT, CORRELATION_ID, Envelope, parse_envelope, step_request_id
 
 if TYPE_CHECKING:
     from choreo.events import Event
@@ -107,7 +107,7 @@ class Context:
     @property
     def key(self) -> str | None:
         """The entity id of the input (``ce_subject``, the Kafka key)."""
-        subject = self._headers.get("ce_subject")
+        subject = self._headers.get(CE_SUBJECT)
         return subject.decode(errors="replace") if subject else None
 
     def schedule(self, event: Event, *, at: datetime, name: str | None = None) -> str:

@@ -89,7 +89,7 @@ def alert_hook(settings: Settings) -> LogAlert | WebhookAlert:
     alert per job and cause (stored, so neither a redelivery nor a restart repeats it, and with the
     links to the job); a per-message POST from every service would page once per dead letter."""
     if settings.alert_webhook_url and not settings.progress_url:
-        return WebhookAlert(settings.alert_webhook_url, settings.progress_url)
+        return WebhookAlert(settings.alert_webhook_url)  # no progress URL to link to, by the rule above
     return LogAlert(settings.progress_url)
 
 
