@@ -28,7 +28,7 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,12 +204,11 @@ def test_saga_invariants_hold_with_every_rule_and_a_killed_service(dev: Dev, vic
     print(f"\nvictim={victim}: {len(placer.orders)} orders placed in {placer.elapsed_s:.1f}s "
           f"({retried} needed a retry), settled and audited after {elapsed:.1f}s; "
           f"{len(audit.expected)} orders in the topics; duplicates dropped per topic: {dict(audit.read.duplicates)}")
-    report = []
-    for name, problems in violations.items():
-        report.append(f"{name}: {len(problems)} violation(s)")
-        report += [f"  {p}" for p in problems[:15]]
+    def trails(problems: list[str]) -> list[str]:
         order_ids = [p.split(":", 1)[0].split(" ")[0] for p in problems[:3]]
-        report += [f"    {audit.describe(order_id)}" for order_id in order_ids if order_id in audit.trails]
+        return [f"    {audit.describe(order_id)}" for order_id in order_ids if order_id in audit.trails]
+
+    report = violation_report(violations, then=trails)
     if dlq:
         report.append(f"dead letters: {len(dlq)}")
         report += [f"  {line}" for line in dlq[:10]]
@@ -219,6 +218,17 @@ def test_saga_invariants_hold_with_every_rule_and_a_killed_service(dev: Dev, vic
     # Killing the progress service blinds the watcher for seconds, and it catches up on a backlog after
     # (an expiry and its compensation then land in one batch): there, any called-off job will do.
     check_progress(dev, audit, placer, watcher, require_expiring=victim != "progress")
+
+
+def violation_report(violations: dict[str, list[str]], *, prefix: str = "",
+                     then: Callable[[list[str]], list[str]] = lambda _: []) -> list[str]:
+    """Assertion message lines: per check, its count and first 15 violations, then ``then(violations)``."""
+    report = []
+    for name, problems in violations.items():
+        report.append(f"{prefix}{name}: {len(problems)} violation(s)")
+        report += [f"  {p}" for p in problems[:15]]
+        report += then(problems)
+    return report
 
 
 def check_progress(dev: Dev, audit: SagaAudit, placer: Placer, watcher: CompensationWatcher, *,
@@ -244,10 +254,7 @@ def check_progress(dev: Dev, audit: SagaAudit, placer: Placer, watcher: Compensa
           f"watcher: {watcher.polls} polls of {len(watcher.seen)} jobs, "
           f"seen compensating: {len(expiring)} expiring, {len(compensating) - len(expiring)} cancelled, "
           f"e.g. {list(expiring.values())[:2]}")
-    report = []
-    for name, lines in problems.items():
-        report.append(f"progress {name}: {len(lines)} violation(s)")
-        report += [f"  {line}" for line in lines[:15]]
+    report = violation_report(problems, prefix="progress ")
     report += [f"progress http: {line}" for line in http]
     assert not problems and not http, "\n".join(report)
     assert expiring if require_expiring else compensating, (
